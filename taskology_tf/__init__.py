@@ -1,0 +1,1 @@
+"""Taskology-TF: separate task networks trained collectively through consistency losses."""
