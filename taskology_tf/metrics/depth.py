@@ -1,0 +1,83 @@
+"""Depth metrics (Eigen et al.): Abs Rel, Sq Rel, RMSE, RMSE log, delta < 1.25^k.
+
+Accumulated as sums over every valid pixel of the evaluation set, so the result is the
+dataset-level pixel mean and does not depend on how the set was batched.
+"""
+
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+
+class DepthMetrics:
+  """Streams depth predictions against ground truth.
+
+  Args:
+    min_depth: ground-truth depths at or below this (metres) are ignored.
+    max_depth: ground-truth depths at or above this (metres) are ignored (e.g. sky); predictions
+      are clipped to [min_depth, max_depth] as is standard.
+    median_scaling: rescale each predicted map by median(gt) / median(pred) over its valid pixels,
+      for scale-ambiguous (self-supervised) depth.
+  """
+
+  def __init__(self, min_depth: float = 1e-3, max_depth: float = 80.0,
+               median_scaling: bool = False):
+    self.min_depth = min_depth
+    self.max_depth = max_depth
+    self.median_scaling = median_scaling
+    self.reset()
+
+  def reset(self) -> None:
+    self._sums = {k: 0.0 for k in ('abs_rel', 'sq_rel', 'sq_err', 'sq_log_err', 'd1', 'd2', 'd3')}
+    self._count = 0
+
+  def update(self, gt_depth, pred_depth) -> None:
+    """Adds a batch.
+
+    Args:
+      gt_depth: [B, H, W, 1] float32, metres, camera z.
+      pred_depth: [B, H, W, 1] float32, metres, camera z.
+    """
+    gt = np.asarray(gt_depth, np.float64)
+    pred = np.asarray(pred_depth, np.float64)
+    if gt.shape != pred.shape:
+      raise ValueError(f'DepthMetrics: gt_depth shape {gt.shape} != pred_depth shape {pred.shape}')
+    for g, p in zip(gt, pred):
+      valid = (g > self.min_depth) & (g < self.max_depth)
+      if not valid.any():
+        continue
+      g, p = g[valid], p[valid]
+      if self.median_scaling:
+        p = p * (np.median(g) / max(np.median(p), 1e-9))
+      p = np.clip(p, self.min_depth, self.max_depth)
+      ratio = np.maximum(g / p, p / g)
+      self._sums['abs_rel'] += np.sum(np.abs(g - p) / g)
+      self._sums['sq_rel'] += np.sum((g - p) ** 2 / g)
+      self._sums['sq_err'] += np.sum((g - p) ** 2)
+      self._sums['sq_log_err'] += np.sum((np.log(g) - np.log(p)) ** 2)
+      for k, name in ((1, 'd1'), (2, 'd2'), (3, 'd3')):
+        self._sums[name] += np.sum(ratio < 1.25 ** k)
+      self._count += g.size
+
+  def result(self) -> Dict[str, float]:
+    """Returns abs_rel, sq_rel, rmse, rmse_log, delta1..3 (fractions) over all pixels seen."""
+    n = max(self._count, 1)
+    s = self._sums
+    return {
+        'abs_rel': s['abs_rel'] / n,
+        'sq_rel': s['sq_rel'] / n,
+        'rmse': float(np.sqrt(s['sq_err'] / n)),
+        'rmse_log': float(np.sqrt(s['sq_log_err'] / n)),
+        'delta1': s['d1'] / n,
+        'delta2': s['d2'] / n,
+        'delta3': s['d3'] / n,
+        'num_pixels': float(self._count),
+    }
+
+
+def abs_rel(gt_depth: tf.Tensor, pred_depth: tf.Tensor, mask: Optional[tf.Tensor] = None):
+  """In-graph Abs Rel for training summaries: mean |gt - pred| / gt over `mask` (float 0/1)."""
+  mask = tf.ones_like(gt_depth) if mask is None else mask
+  err = tf.abs(gt_depth - pred_depth) / tf.maximum(gt_depth, 1e-6)
+  return tf.reduce_sum(err * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)

@@ -1,0 +1,449 @@
+"""The training loop shared by collective (one process) and distributed (one task) training.
+
+Eq. 1: L = sum_i L_sup_i + sum_r w_r L_con_r(y_1 .. y_n). Each task keeps its own network,
+optimizer and learning-rate schedule; only the consistency relations tie them.
+
+Two gradient semantics (`peer_gradients`):
+- True (collective only): one joint loss; consistency gradients reach every live network.
+- False (distributed semantics): task i minimises L_sup_i + c_i sum_{r containing i} w_r
+  L_con_r(y_i, y_peers) with the peers' predictions held constant. The peers are the live
+  networks (stop-gradient), stale in-process copies, or snapshots served over gRPC, all
+  through a `PeerSource`.
+
+With every network live, staleness 0 and c_i = 1 the two semantics give the same gradients:
+dL/dtheta_i only flows through y_i, whether or not y_j is a constant. They differ once peers are
+stale or per-task consistency weights c_i differ; tests check both facts.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from taskology_tf.inputs.pipelines import MixingSchedule
+from taskology_tf.tasks.base import Task, to_float_image
+from taskology_tf.training import summaries
+from taskology_tf.training.peers import PeerSource
+
+
+class NonFiniteLossError(RuntimeError):
+  """A loss term became NaN or Inf; the run stops before writing another checkpoint."""
+
+
+@dataclasses.dataclass
+class TaskSetup:
+  """Everything one task trains with: its own network, optimizer, data and hyperparameters.
+
+  Attributes:
+    task: the task.
+    optimizer: a factory returning a fresh tf_keras optimizer (with its own learning rate or
+      schedule); called under the task's strategy scope.
+    dedicated: endless dataset of labelled batches for this task, or None (self-supervised).
+    consistency_weight: c_i, multiplies every relation loss in this task's objective when
+      peer_gradients is False (each distributed trainer has its own).
+    strategy: a factory returning this task's tf.distribute strategy (None: default).
+  """
+  task: Task
+  optimizer: Callable[[], keras.optimizers.Optimizer]
+  dedicated: Optional[tf.data.Dataset] = None
+  consistency_weight: float = 1.0
+  strategy: Optional[Callable[[], tf.distribute.Strategy]] = None
+
+
+@dataclasses.dataclass
+class LoopConfig:
+  """Loop cadence. Steps are global steps of the live tasks.
+
+  Attributes:
+    num_steps: train until this global step.
+    log_every: progress line (steps/s, ETA, losses) every this many steps.
+    summary_every: TensorBoard scalars every this many steps.
+    image_every: TensorBoard images every this many steps (0: never).
+    checkpoint_every: checkpoint every this many steps (and always at the end).
+    keep_checkpoints: checkpoints kept on disk.
+    eval_every: evaluation every this many steps (0: only at the end).
+  """
+  num_steps: int = 1000
+  log_every: int = 50
+  summary_every: int = 25
+  image_every: int = 250
+  checkpoint_every: int = 500
+  keep_checkpoints: int = 3
+  eval_every: int = 0
+
+
+class _Counter(tf.Module):
+  """Batches drawn from one dataset, checkpointed so a resumed run continues the same stream."""
+
+  def __init__(self, name):
+    super().__init__(name=name)
+    self.value = tf.Variable(0, dtype=tf.int64, trainable=False, name='batches_drawn')
+
+
+def _shard_for_replica(tensors):
+  """Slices each tensor's batch dimension to this replica's share (data parallelism).
+
+  Every replica receives the whole global batch (identical on every worker, since pipelines
+  are seeded identically) and keeps the slice that belongs to its global replica id.
+  """
+  ctx = tf.distribute.get_replica_context()
+  n = ctx.num_replicas_in_sync
+  if n == 1:
+    return tensors
+  rid = ctx.replica_id_in_sync_group
+
+  def shard(x):
+    per = tf.shape(x)[0] // n
+    return x[rid * per:(rid + 1) * per]
+  return tf.nest.map_structure(shard, tensors)
+
+
+class Trainer:
+  """Trains the live tasks of an experiment.
+
+  Args:
+    setups: TaskSetup of every task in the experiment (live or not); non-live tasks only
+      contribute their Task definitions (to query peers with).
+    live: names of the tasks trained here (all of them in collective mode, one in distributed).
+    relations: consistency relations; each is applied when all of its tasks have predictions.
+    relation_weights: {relation name: w_r}; relations not named get weight 1.
+    mediator: endless dataset of unlabelled clips (image uint8 [B, T, H, W, 3], intrinsics),
+      or None (no consistency).
+    peer_source: where non-live (or stale) peer predictions come from; None means peers are the
+      live networks themselves (only possible when every relation's tasks are all live).
+    peer_gradients: joint gradients through all live networks (True) or per-task objectives
+      with constant peers (False).
+    schedule: dedicated/mediator mixing (Sec. 3.1).
+    loop: loop cadence.
+    run_dir: checkpoints, TensorBoard logs and results go here.
+    evaluation: optional endless-free dataset of labelled frames for evaluation.
+    hooks: callables hook(step, trainer) run after every step (e.g. snapshot export).
+  """
+
+  def __init__(self, setups: Sequence[TaskSetup], live: Sequence[str],
+               relations: Sequence, relation_weights: Optional[Mapping[str, float]],
+               mediator: Optional[tf.data.Dataset], peer_source: Optional[PeerSource],
+               peer_gradients: bool, schedule: MixingSchedule, loop: LoopConfig, run_dir: str,
+               evaluation: Optional[tf.data.Dataset] = None,
+               hooks: Sequence[Callable[[int, 'Trainer'], None]] = ()):
+    self.setups = {s.task.name: s for s in setups}
+    if len(self.setups) != len(setups):
+      raise ValueError(f'duplicate task names in {[s.task.name for s in setups]}')
+    unknown = [n for n in live if n not in self.setups]
+    if unknown:
+      raise ValueError(f'live task(s) {unknown} not among the experiment tasks {list(self.setups)}')
+    self.live = list(live)
+    self.relations = list(relations)
+    self.relation_weights = dict(relation_weights or {})
+    known_relations = {r.name for r in self.relations}
+    for name in self.relation_weights:
+      if name not in known_relations:
+        raise ValueError(f'relation_weights names unknown relation {name!r}; '
+                         f'relations are {sorted(known_relations)}')
+    for r in self.relations:
+      missing = [t for t in r.tasks if t not in self.setups]
+      if missing:
+        raise ValueError(f'relation {r.name!r} needs task(s) {missing}, which the experiment '
+                         f'does not define (tasks: {list(self.setups)})')
+    if peer_gradients and peer_source is not None and set(peer_source.task_names) & set(live):
+      raise ValueError('peer_gradients=True needs live peers; stale peers are constants by '
+                       'definition. Set peer_gradients=False to use stale peers.')
+    self.mediator = mediator if self.relations else None
+    self.peer_source = peer_source
+    self.peer_gradients = peer_gradients
+    self.schedule = schedule
+    self.loop = loop
+    self.run_dir = run_dir
+    self.evaluation = evaluation
+    self.hooks = list(hooks)
+    self._check_peer_coverage()
+
+    strategies = {self.setups[n].strategy for n in self.live}
+    if len(self.live) > 1 and any(s is not None for s in strategies):
+      raise ValueError('per-task strategies apply to distributed (one live task) training; '
+                       'collective mode trains every task under one default strategy')
+    factory = self.setups[self.live[0]].strategy if len(self.live) == 1 else None
+    self.strategy = factory() if factory is not None else tf.distribute.get_strategy()
+
+    with self.strategy.scope():
+      self.models: Dict[str, keras.Model] = {}
+      self.optimizers: Dict[str, keras.optimizers.Optimizer] = {}
+      for name in self.live:
+        self.models[name] = self.setups[name].task.build_network()
+        self.optimizers[name] = self.setups[name].optimizer()
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
+    self._counters = {name: _Counter(f'dedicated_{name}') for name in self.live
+                      if self.setups[name].dedicated is not None}
+    if self.mediator is not None:
+      self._counters['mediator'] = _Counter('mediator')
+    self._step_fn = tf.function(self._distributed_step)
+
+    os.makedirs(run_dir, exist_ok=True)
+    items = dict(step=self.step)
+    for name in self.live:
+      items[f'model_{name}'] = self.models[name]
+      items[f'optimizer_{name}'] = self.optimizers[name]
+    for name, counter in self._counters.items():
+      items[f'counter_{name}'] = counter
+    if peer_source is not None:
+      items.update(peer_source.checkpoint_items())
+    self.checkpoint = tf.train.Checkpoint(**items)
+    self.checkpoint_manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(run_dir, 'checkpoints'), max_to_keep=loop.keep_checkpoints)
+    self.writer = summaries.SummaryWriter(os.path.join(run_dir, 'train'))
+    self.eval_writer = summaries.SummaryWriter(os.path.join(run_dir, 'eval'))
+
+  # ----------------------------------------------------------------------------------------------
+  # Set-up checks.
+
+  def _check_peer_coverage(self):
+    if self.mediator is None:
+      return
+    peer_names = set(self.peer_source.task_names) if self.peer_source else set()
+    for r in self.relations:
+      if not any(t in self.live for t in r.tasks):
+        raise ValueError(f'relation {r.name!r} involves none of the live tasks {self.live}; '
+                         'drop it from this trainer')
+      for t in r.tasks:
+        if t not in self.live and t not in peer_names:
+          raise ValueError(f'relation {r.name!r} needs predictions of task {t!r}, which is not '
+                           'live here and has no peer source (configure peers for it)')
+
+  # ----------------------------------------------------------------------------------------------
+  # One step.
+
+  def _relation_batch(self, mediator):
+    return {'image': to_float_image(mediator['image']), 'intrinsics': mediator['intrinsics']}
+
+  def _losses(self, dedicated, mediator, peers):
+    """Computes every loss term of the live tasks. Returns (total, {term: scalar})."""
+    terms = {}
+    total = tf.constant(0.0)
+    for name, batch in dedicated.items():
+      task = self.setups[name].task
+      outputs = task.call(self.models[name], task.dedicated_inputs(batch), training=True)
+      loss, metrics = task.supervised_loss(batch, outputs)
+      terms[f'supervised/{name}'] = loss
+      for k, v in metrics.items():
+        terms[f'metrics/{name}/{k}'] = v
+      total += loss
+    if mediator is None:
+      return total, terms
+    rel_batch = self._relation_batch(mediator)
+    live_preds = {name: self.setups[name].task.predict_mediator(
+        self.models[name], mediator, training=True) for name in self.live}
+    peers = dict(peers or {})
+    for r in self.relations:
+      if any(t not in live_preds and t not in peers for t in r.tasks):
+        continue  # A peer this relation needs did not answer: skip it this step.
+      w = self.relation_weights.get(r.name, 1.0)
+      if self.peer_gradients:
+        preds = {t: live_preds[t] if t in live_preds else peers[t] for t in r.tasks}
+        loss, metrics = r(preds, rel_batch)
+        terms[f'consistency/{r.name}'] = loss
+        total += w * loss
+      else:
+        for t in r.tasks:
+          if t not in live_preds:
+            continue
+          preds = {}
+          for u in r.tasks:
+            if u == t:
+              preds[u] = live_preds[u]
+            elif u in peers:
+              preds[u] = peers[u]
+            else:  # A live peer at staleness 0: a constant, as a remote peer would be.
+              preds[u] = tf.nest.map_structure(tf.stop_gradient, live_preds[u])
+          loss, metrics = r(preds, rel_batch)
+          terms[f'consistency/{r.name}/{t}'] = loss
+          total += w * self.setups[t].consistency_weight * loss
+      for k, v in metrics.items():
+        terms[f'metrics/{r.name}/{k}'] = v
+    return total, terms
+
+  def _replica_step(self, dedicated, mediator, peers):
+    dedicated, mediator, peers = _shard_for_replica((dedicated, mediator, peers))
+    variables = {n: self.models[n].trainable_variables for n in self.live}
+    with tf.GradientTape() as tape:
+      total, terms = self._losses(dedicated, mediator, peers)
+      # Gradients are summed across replicas, so each replica's share is scaled by 1/n.
+      scaled = total / tf.cast(
+          tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
+    grads = tape.gradient(scaled, variables)
+    for name in self.live:
+      pairs = [(g, v) for g, v in zip(grads[name], variables[name]) if g is not None]
+      if pairs:
+        self.optimizers[name].apply_gradients(pairs)
+    terms['total'] = total
+    return terms
+
+  def _distributed_step(self, dedicated, mediator, peers):
+    per_replica = self.strategy.run(self._replica_step, args=(dedicated, mediator, peers))
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+            for k, v in per_replica.items()}
+
+  # ----------------------------------------------------------------------------------------------
+  # The loop.
+
+  def _iterators(self):
+    """Fresh iterators positioned after the batches a restored run had already drawn."""
+    its = {}
+    for name, counter in self._counters.items():
+      ds = self.mediator if name == 'mediator' else self.setups[name].dedicated
+      drawn = int(counter.value.numpy())
+      its[name] = iter(ds.skip(drawn) if drawn else ds)
+    return its
+
+  def restore(self) -> int:
+    """Restores the latest checkpoint if any; returns the step to continue from."""
+    latest = self.checkpoint_manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest)
+      logging.info('resumed from %s at step %d', latest, int(self.step.numpy()))
+    return int(self.step.numpy())
+
+  def save(self) -> str:
+    """Writes a checkpoint of the current step. TF writes the state file last and atomically,
+    so a crash mid-save leaves the previous checkpoint as the latest."""
+    return self.checkpoint_manager.save(checkpoint_number=int(self.step.numpy()))
+
+  def _check_finite(self, step, terms):
+    for k, v in terms.items():
+      if not math.isfinite(v):
+        kind, _, rest = k.partition('/')
+        raise NonFiniteLossError(
+            f'step {step}: loss term {k!r} ({kind} loss of {rest or "all tasks"}) is {v}; '
+            f'stopping. The last good checkpoint stays intact: '
+            f'{self.checkpoint_manager.latest_checkpoint or "(none written yet)"}')
+
+  def train(self) -> Dict[str, Dict[str, float]]:
+    """Runs to loop.num_steps (resuming if a checkpoint exists); returns final eval metrics."""
+    start = self.restore()
+    its = self._iterators()
+    has_dedicated = any(n in its for n in self.live)
+    progress = summaries.Progress(self.loop.num_steps, start)
+    pending_mediator = None
+    for step in range(start, self.loop.num_steps):
+      use_ded, use_med = self.schedule.kinds(step, has_dedicated, 'mediator' in its)
+      dedicated = {}
+      if use_ded:
+        for name in self.live:
+          if name in its:
+            dedicated[name] = next(its[name])
+            self._counters[name].value.assign_add(1)
+      mediator, peers, info = None, None, {}
+      if use_med:
+        mediator = pending_mediator if pending_mediator is not None else next(its['mediator'])
+        pending_mediator = None
+        self._counters['mediator'].value.assign_add(1)
+        if self.peer_source is not None:
+          peers, info = self.peer_source.predictions(step, mediator)
+          if peers is None:
+            logging.log_every_n_seconds(
+                logging.WARNING, 'step %d: peers unavailable (%s); consistency skipped, '
+                'supervised training goes on', 30, step, info.get('reason', 'unknown'))
+            info = {**{k: v for k, v in info.items() if k != 'reason'},
+                    'consistency_skipped': 1.0}
+            mediator = None
+          # Look one mediator batch ahead so a remote peer source can start answering it while
+          # this step trains (the gRPC peers' prefetch).
+          if step + 1 < self.loop.num_steps:
+            pending_mediator = next(its['mediator'])
+            self.peer_source.prefetch(step + 1, pending_mediator)
+      if not dedicated and mediator is None:
+        self.step.assign_add(1)
+        self._after_step(step + 1, {}, info, progress)
+        continue
+      terms = self._step_fn(dedicated, mediator, peers)
+      terms = {k: float(v) for k, v in terms.items()}
+      self._check_finite(step, terms)
+      self.step.assign_add(1)
+      if mediator is not None and self.loop.image_every and (step + 1) % self.loop.image_every == 0:
+        self._write_images(step + 1, mediator)
+      self._after_step(step + 1, terms, info, progress)
+    if self.peer_source is not None:
+      self.peer_source.close()
+    if not self.checkpoint_manager.latest_checkpoint or int(
+        self.checkpoint_manager.latest_checkpoint.rsplit('-', 1)[-1]) != self.loop.num_steps:
+      self.save()
+    results = self.evaluate_and_log(self.loop.num_steps)
+    self.writer.flush()
+    return results
+
+  def _after_step(self, step, terms, info, progress):
+    scalars = {**terms, **info}
+    progress.update(step, scalars, self.loop.log_every)
+    if step % self.loop.summary_every == 0:
+      self.writer.scalars(step, {**scalars, 'steps_per_second': progress.rate})
+      for name in self.live:
+        lr = self.optimizers[name].learning_rate
+        lr = lr(self.optimizers[name].iterations) if callable(lr) else lr
+        self.writer.scalars(step, {f'learning_rate/{name}': float(tf.convert_to_tensor(lr))})
+    for hook in self.hooks:
+      hook(step, self)
+    if step % self.loop.checkpoint_every == 0 and step < self.loop.num_steps:
+      self.save()
+    if self.loop.eval_every and step % self.loop.eval_every == 0 and step < self.loop.num_steps:
+      self.evaluate_and_log(step)
+
+  def _write_images(self, step, mediator):
+    images = {'mediator/image': to_float_image(mediator['image'][:, 0])}
+    for name in self.live:
+      task = self.setups[name].task
+      outputs = task.predict_mediator(self.models[name], mediator)
+      first = {k: v[:, 0] for k, v in outputs.items()}
+      for k, v in task.image_summaries(first).items():
+        images[f'{name}/{k}'] = v
+    self.writer.images(step, images)
+
+  # ----------------------------------------------------------------------------------------------
+  # Evaluation.
+
+  def evaluate(self) -> Dict[str, Dict[str, float]]:
+    """Scores every live task with its metrics on the evaluation dataset."""
+    if self.evaluation is None:
+      return {}
+    return evaluate_models({n: self.setups[n].task for n in self.live}, self.models,
+                           self.evaluation)
+
+  def evaluate_and_log(self, step) -> Dict[str, Dict[str, float]]:
+    results = self.evaluate()
+    for name, metrics in results.items():
+      self.eval_writer.scalars(step, {f'{name}/{k}': v for k, v in metrics.items()})
+      logging.info('eval step %d %s: %s', step, name,
+                   ', '.join(f'{k}={v:.4f}' for k, v in metrics.items()))
+    if results:
+      path = os.path.join(self.run_dir, 'eval_results.json')
+      _write_json_atomic(path, {'step': step, 'metrics': results})
+    self.eval_writer.flush()
+    return results
+
+
+def evaluate_models(tasks: Mapping[str, Task], models: Mapping[str, keras.Model],
+                    dataset: tf.data.Dataset) -> Dict[str, Dict[str, float]]:
+  """One pass over `dataset` (labelled frames); returns {task: metrics}."""
+  evaluators = {n: t.new_metrics() for n, t in tasks.items()}
+  evaluators = {n: e for n, e in evaluators.items() if e is not None}
+  if not evaluators:
+    return {}
+  calls = {n: tf.function(lambda inputs, _n=n: tasks[_n].call(models[_n], inputs))
+           for n in evaluators}
+  for batch in dataset:
+    for name, evaluator in evaluators.items():
+      outputs = calls[name](tasks[name].dedicated_inputs(batch))
+      evaluator.update(batch, outputs)
+  return {n: {k: float(v) for k, v in e.result().items()} for n, e in evaluators.items()}
+
+
+def _write_json_atomic(path, obj):
+  tmp = f'{path}.tmp-{os.getpid()}'
+  with tf.io.gfile.GFile(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
