@@ -116,8 +116,9 @@ class Trainer:
     relation_weights: {relation name: w_r}; relations not named get weight 1.
     mediator: endless dataset of unlabelled clips (image uint8 [B, T, H, W, 3], intrinsics),
       or None (no consistency).
-    peer_source: where non-live (or stale) peer predictions come from; None means peers are the
-      live networks themselves (only possible when every relation's tasks are all live).
+    peer_source_factory: builds, from the live networks, the source of non-live (or stale)
+      peer predictions; None means peers are the live networks themselves (only possible when
+      every relation's tasks are all live).
     peer_gradients: joint gradients through all live networks (True) or per-task objectives
       with constant peers (False).
     schedule: dedicated/mediator mixing (Sec. 3.1).
@@ -129,7 +130,8 @@ class Trainer:
 
   def __init__(self, setups: Sequence[TaskSetup], live: Sequence[str],
                relations: Sequence, relation_weights: Optional[Mapping[str, float]],
-               mediator: Optional[tf.data.Dataset], peer_source: Optional[PeerSource],
+               mediator: Optional[tf.data.Dataset],
+               peer_source_factory: Optional[Callable[[Mapping[str, keras.Model]], PeerSource]],
                peer_gradients: bool, schedule: MixingSchedule, loop: LoopConfig, run_dir: str,
                evaluation: Optional[tf.data.Dataset] = None,
                hooks: Sequence[Callable[[int, 'Trainer'], None]] = ()):
@@ -152,18 +154,13 @@ class Trainer:
       if missing:
         raise ValueError(f'relation {r.name!r} needs task(s) {missing}, which the experiment '
                          f'does not define (tasks: {list(self.setups)})')
-    if peer_gradients and peer_source is not None and set(peer_source.task_names) & set(live):
-      raise ValueError('peer_gradients=True needs live peers; stale peers are constants by '
-                       'definition. Set peer_gradients=False to use stale peers.')
     self.mediator = mediator if self.relations else None
-    self.peer_source = peer_source
     self.peer_gradients = peer_gradients
     self.schedule = schedule
     self.loop = loop
     self.run_dir = run_dir
     self.evaluation = evaluation
     self.hooks = list(hooks)
-    self._check_peer_coverage()
 
     strategies = {self.setups[n].strategy for n in self.live}
     if len(self.live) > 1 and any(s is not None for s in strategies):
@@ -179,6 +176,12 @@ class Trainer:
         self.models[name] = self.setups[name].task.build_network()
         self.optimizers[name] = self.setups[name].optimizer()
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
+    self.peer_source = peer_source_factory(self.models) if peer_source_factory else None
+    if (peer_gradients and self.peer_source is not None
+        and set(self.peer_source.task_names) & set(self.live)):
+      raise ValueError('peer_gradients=True needs live peers; stale peers are constants by '
+                       'definition. Set peer_gradients=False to use stale peers.')
+    self._check_peer_coverage()
     self._counters = {name: _Counter(f'dedicated_{name}') for name in self.live
                       if self.setups[name].dedicated is not None}
     if self.mediator is not None:
@@ -192,8 +195,8 @@ class Trainer:
       items[f'optimizer_{name}'] = self.optimizers[name]
     for name, counter in self._counters.items():
       items[f'counter_{name}'] = counter
-    if peer_source is not None:
-      items.update(peer_source.checkpoint_items())
+    if self.peer_source is not None:
+      items.update(self.peer_source.checkpoint_items())
     self.checkpoint = tf.train.Checkpoint(**items)
     self.checkpoint_manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(run_dir, 'checkpoints'), max_to_keep=loop.keep_checkpoints)

@@ -1,0 +1,256 @@
+"""The experiment root: the one place (besides tools/) that reads gin.
+
+A gin file imports this module (its import line is the registry), configures one `Experiment`
+and, through it, every task's network, optimizer, data and hyperparameters, the consistency
+relations with their weights, the mediator data and the loop. The library classes it wires
+are registered here as external configurables, so library code stays free of gin.
+
+Collective training (`Experiment.build_trainer()`) trains every task in this process;
+distributed training (`Experiment.build_trainer(live=['depth'], peer_source=...)`) trains one
+task and queries its peers through the injected peer source.
+"""
+
+import dataclasses
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
+
+import gin
+import tensorflow as tf
+import tf_keras as keras
+
+from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
+from taskology_tf.consistency.photometric import PhotometricConsistency
+from taskology_tf.consistency.segmentation_warp import SegmentationWarpConsistency
+from taskology_tf.inputs import pipelines
+from taskology_tf.tasks.depth import DepthTask
+from taskology_tf.tasks.egomotion import EgomotionTask
+from taskology_tf.tasks.normals import NormalsTask
+from taskology_tf.tasks.segmentation import SegmentationTask
+from taskology_tf.training import peers as peers_lib
+from taskology_tf.training.trainer import LoopConfig, TaskSetup, Trainer
+
+ClipSource = Callable[[], tf.data.Dataset]
+
+# Library classes made configurable from gin files. Registered here, explicitly, rather than by
+# decorators scattered through the library.
+for _cls, _module in (
+    (DepthTask, 'taskology_tf.tasks'), (NormalsTask, 'taskology_tf.tasks'),
+    (SegmentationTask, 'taskology_tf.tasks'), (EgomotionTask, 'taskology_tf.tasks'),
+    (DepthNormalsConsistency, 'taskology_tf.consistency'),
+    (PhotometricConsistency, 'taskology_tf.consistency'),
+    (SegmentationWarpConsistency, 'taskology_tf.consistency'),
+    (pipelines.MixingSchedule, 'taskology_tf.inputs'),
+    (LoopConfig, 'taskology_tf.training'),
+    (keras.optimizers.Adam, 'tf_keras.optimizers'),
+    (keras.optimizers.SGD, 'tf_keras.optimizers'),
+    (keras.optimizers.schedules.PiecewiseConstantDecay, 'tf_keras.optimizers.schedules'),
+    (keras.optimizers.schedules.CosineDecay, 'tf_keras.optimizers.schedules'),
+    (tf.distribute.OneDeviceStrategy, 'tf.distribute'),
+    (tf.distribute.MirroredStrategy, 'tf.distribute'),
+    (tf.distribute.MultiWorkerMirroredStrategy, 'tf.distribute'),
+):
+  gin.external_configurable(_cls, module=_module)
+
+
+@gin.configurable(module='taskology_tf.training')
+def tpu_strategy(tpu: str = ''):
+  """A TPUStrategy on the named Cloud TPU ('' = the local TPU / TPU VM)."""
+  resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+  tf.config.experimental_connect_to_cluster(resolver)
+  tf.tpu.experimental.initialize_tpu_system(resolver)
+  return tf.distribute.TPUStrategy(resolver)
+
+
+@gin.configurable(module='taskology_tf.datasets')
+def synthetic_world_clips(domain: str = gin.REQUIRED, split: str = gin.REQUIRED,
+                          height: int = gin.REQUIRED, width: int = gin.REQUIRED,
+                          data_dir: str = 'data/tensorflow_datasets') -> tf.data.Dataset:
+  """Clips of the built-in synthetic world (see taskology_tf/datasets/synthetic_world)."""
+  # Imported here so experiments that never touch it do not pay for importing TFDS.
+  from taskology_tf.datasets.loader import load_synthetic_world  # pylint: disable=g-import-not-at-top
+  return load_synthetic_world(domain=domain, split=split, data_dir=data_dir, height=height,
+                              width=width)
+
+
+@gin.configurable(module='taskology_tf.training')
+@dataclasses.dataclass
+class TaskConfig:
+  """One task's side of an experiment: its own network, optimizer and data.
+
+  Attributes:
+    task: the Task.
+    optimizer: optimizer factory (e.g. `@depth/Adam`, unparenthesised so each trainer makes its
+      own under its strategy scope); its learning_rate may be a schedule.
+    dedicated_clips: clip source of this task's labelled data (None: self-supervised).
+    batch_size: dedicated frames per batch (global, across replicas).
+    label_fraction: fraction of dedicated clips whose labels are used.
+    dedicated_frames: frame indices per clip used as dedicated frames (None: all).
+    consistency_weight: c_i, this task's multiplier on relation losses (distributed semantics).
+    strategy: tf.distribute strategy factory for this task's trainer (None: default).
+  """
+  task: object = gin.REQUIRED
+  optimizer: Callable[[], keras.optimizers.Optimizer] = gin.REQUIRED
+  dedicated_clips: Optional[ClipSource] = None
+  batch_size: int = 8
+  label_fraction: float = 1.0
+  dedicated_frames: Optional[Sequence[int]] = None
+  consistency_weight: float = 1.0
+  strategy: Optional[Callable[[], tf.distribute.Strategy]] = None
+
+
+@gin.configurable(module='taskology_tf.training')
+class Experiment:
+  """A multi-task experiment (Eq. 1): tasks, relations, mediator data, loop.
+
+  Args:
+    tasks: one TaskConfig per task.
+    relations: consistency relations (empty: every task trains alone, the baseline).
+    relation_weights: {relation name: w_r}.
+    mediator_clips: clip source of the shared unlabelled mediator data.
+    mediator_batch_size: clips per mediator batch.
+    mediator_frames: frame indices kept per mediator clip (e.g. (1,) for single-frame
+      relations, None for whole clips).
+    evaluation_clips: clip source of labelled evaluation data (None: no evaluation).
+    evaluation_frames: frames per evaluation clip to score (None: all).
+    evaluation_max_clips: cap on evaluation clips.
+    peer_gradients: collective semantics (True) or distributed semantics (False).
+    peer_refresh_steps: in collective mode with peer_gradients False, peers are frozen copies
+      refreshed every this many steps (0: live peers with stop-gradient), Fig. 5's staleness.
+    schedule: dedicated/mediator mixing.
+    loop: loop cadence.
+    seed: seeds TF's global generator (initialisation) and the data pipelines.
+  """
+
+  def __init__(self, tasks: Sequence[TaskConfig] = gin.REQUIRED,
+               relations: Sequence = (), relation_weights: Optional[Mapping[str, float]] = None,
+               mediator_clips: Optional[ClipSource] = None, mediator_batch_size: int = 4,
+               mediator_frames: Optional[Sequence[int]] = None,
+               evaluation_clips: Optional[ClipSource] = None,
+               evaluation_frames: Optional[Sequence[int]] = None,
+               evaluation_max_clips: Optional[int] = None,
+               peer_gradients: bool = True, peer_refresh_steps: int = 0,
+               schedule: Optional[pipelines.MixingSchedule] = None,
+               loop: Optional[LoopConfig] = None, seed: int = 0):
+    self.tasks = list(tasks)
+    self.relations = list(relations)
+    self.relation_weights = dict(relation_weights or {})
+    if self.relations and mediator_clips is None:
+      raise ValueError('Experiment: relations are configured but Experiment.mediator_clips is '
+                       'not; consistency needs a mediator dataset')
+    self.mediator_clips = mediator_clips
+    self.mediator_batch_size = mediator_batch_size
+    self.mediator_frames = mediator_frames
+    self.evaluation_clips = evaluation_clips
+    self.evaluation_frames = evaluation_frames
+    self.evaluation_max_clips = evaluation_max_clips
+    self.peer_gradients = peer_gradients
+    self.peer_refresh_steps = peer_refresh_steps
+    if peer_refresh_steps and peer_gradients:
+      raise ValueError('Experiment: peer_refresh_steps > 0 (stale peers) needs '
+                       'peer_gradients = False: stale copies cannot pass gradients')
+    self.schedule = schedule or pipelines.MixingSchedule()
+    self.loop = loop or LoopConfig()
+    self.seed = seed
+
+  @property
+  def task_names(self) -> List[str]:
+    return [c.task.name for c in self.tasks]
+
+  def config(self, name: str) -> TaskConfig:
+    for c in self.tasks:
+      if c.task.name == name:
+        return c
+    raise ValueError(f'unknown task {name!r}; this experiment has tasks {self.task_names}')
+
+  def mediator_dataset(self) -> Optional[tf.data.Dataset]:
+    if not self.relations:
+      return None
+    return pipelines.mediator_dataset(self.mediator_clips(), self.mediator_batch_size,
+                                      self.mediator_frames, seed=self.seed)
+
+  def evaluation_dataset(self, batch_size: int = 16) -> Optional[tf.data.Dataset]:
+    if self.evaluation_clips is None:
+      return None
+    return pipelines.evaluation_dataset(self.evaluation_clips(), batch_size,
+                                        self.evaluation_frames, self.evaluation_max_clips)
+
+  def setups(self, live: Sequence[str]) -> List[TaskSetup]:
+    out = []
+    for i, c in enumerate(self.tasks):
+      dedicated = None
+      if c.task.name in live and c.dedicated_clips is not None:
+        dedicated = pipelines.dedicated_dataset(c.dedicated_clips(), c.batch_size,
+                                                c.label_fraction, c.dedicated_frames,
+                                                seed=self.seed * 1000 + i)
+      out.append(TaskSetup(task=c.task, optimizer=c.optimizer, dedicated=dedicated,
+                           consistency_weight=c.consistency_weight, strategy=c.strategy))
+    return out
+
+  def build_trainer(self, run_dir: str, live: Optional[Sequence[str]] = None,
+                    peer_source: Optional[peers_lib.PeerSource] = None,
+                    hooks: Sequence = ()) -> Trainer:
+    """Builds the trainer of `live` tasks (default: all, i.e. collective mode)."""
+    tf.keras.utils.set_random_seed(self.seed)
+    live = list(live) if live is not None else self.task_names
+    for name in live:
+      self.config(name)
+    relations = [r for r in self.relations if any(t in live for t in r.tasks)]
+    factory = None
+    if peer_source is not None:
+      factory = lambda models: peer_source
+    elif self.peer_refresh_steps:
+      tasks = [self.config(n).task for n in live]
+      factory = lambda models: peers_lib.StaleCopyPeers(tasks, models, self.peer_refresh_steps)
+    return Trainer(
+        setups=self.setups(live), live=live, relations=relations,
+        relation_weights={k: v for k, v in self.relation_weights.items()
+                          if k in {r.name for r in relations}},
+        mediator=self.mediator_dataset() if relations else None, peer_source_factory=factory,
+        peer_gradients=self.peer_gradients, schedule=self.schedule, loop=self.loop,
+        run_dir=run_dir, evaluation=self.evaluation_dataset(), hooks=hooks)
+
+
+def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
+              search_dirs: Sequence[str] = ()) -> None:
+  """Parses gin files and bindings with errors that name the file or binding at fault.
+
+  Args:
+    gin_files: paths; relative paths are tried as given, then under each of `search_dirs`.
+    gin_bindings: 'Configurable.param = value' strings, applied after the files.
+    search_dirs: extra directories for relative gin paths (e.g. the repository root).
+
+  Raises:
+    FileNotFoundError: a gin file does not exist (its name and the places searched are given).
+    ValueError: a file or binding does not parse or names an unknown configurable/parameter.
+  """
+  resolved = []
+  for path in gin_files:
+    candidates = [path] + [os.path.join(d, path) for d in search_dirs if not os.path.isabs(path)]
+    found = next((c for c in candidates if tf.io.gfile.exists(c)), None)
+    if found is None:
+      raise FileNotFoundError(f'--gin_file: {path!r} not found (looked in: {candidates})')
+    resolved.append(found)
+  for d in search_dirs:
+    gin.add_config_file_search_path(d)
+  for path in resolved:
+    try:
+      gin.parse_config_file(path)
+    except Exception as e:  # gin raises several types; re-raise naming the file.
+      raise ValueError(f'--gin_file {path}: {type(e).__name__}: {e}') from e
+  for binding in gin_bindings:
+    try:
+      gin.parse_config(binding)
+    except Exception as e:
+      raise ValueError(f'--gin_bindings {binding!r}: {type(e).__name__}: {e}') from e
+  gin.finalize()
+
+
+def write_operative_config(run_dir: str) -> str:
+  """Writes the operative gin config (every value actually used) to <run_dir>/operative_config.gin."""
+  path = os.path.join(run_dir, 'operative_config.gin')
+  tf.io.gfile.makedirs(run_dir)
+  tmp = path + '.tmp'
+  with tf.io.gfile.GFile(tmp, 'w') as f:
+    f.write(gin.operative_config_str())
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+  return path

@@ -1,0 +1,60 @@
+r"""Trains an experiment: every task in this process (collective), or one task (distributed).
+
+Collective (all tasks live, one process):
+  python tools/train.py --gin_file=gin/experiments/synthetic/depth_normals_sim2real.gin \
+      --run_dir=runs/sim2real
+
+Distributed (one task; peers are served over gRPC; see tools/launch.py):
+  python tools/train.py --gin_file=... --run_dir=runs/x --task=depth
+"""
+
+import _bootstrap  # pylint: disable=unused-import
+from _bootstrap import REPO_ROOT
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s), applied in order.')
+flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings applied after the files.')
+flags.DEFINE_string('run_dir', None, 'Directory for checkpoints, summaries and results.')
+flags.DEFINE_string('task', None, 'Train only this task (distributed mode); default: all tasks.')
+flags.mark_flag_as_required('run_dir')
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from taskology_tf.training.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
+  if not FLAGS.gin_file:
+    raise app.UsageError('--gin_file is required (e.g. gin/experiments/synthetic/'
+                         'depth_normals_sim2real.gin)')
+  try:
+    experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=[REPO_ROOT])
+    experiment = experiment_lib.Experiment()
+    if FLAGS.task is None:
+      trainer = experiment.build_trainer(FLAGS.run_dir)
+    else:
+      from taskology_tf.training import distributed  # pylint: disable=g-import-not-at-top
+      trainer = distributed.build_task_trainer(experiment, FLAGS.task, FLAGS.run_dir)
+  except (FileNotFoundError, ValueError) as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  experiment_lib.write_operative_config(FLAGS.run_dir)
+  try:
+    results = trainer.train()
+  except NonFiniteLossError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 3
+  experiment_lib.write_operative_config(FLAGS.run_dir)
+  print(json.dumps(results, indent=2, sort_keys=True))
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))
