@@ -332,6 +332,8 @@ class Trainer:
     its = self._iterators()
     has_dedicated = any(n in its for n in self.live)
     progress = summaries.Progress(self.loop.num_steps, start)
+    for hook in self.hooks:  # Hooks see the starting state too (e.g. export version `start`).
+      hook(start, self)
     pending_mediator = None
     for step in range(start, self.loop.num_steps):
       use_ded, use_med = self.schedule.kinds(step, has_dedicated, 'mediator' in its)

@@ -1,0 +1,108 @@
+"""Distributed collective training: one trainer per task, peers served over gRPC (Sec. 3.3).
+
+`build_task_trainer` turns a multi-task experiment into the trainer of ONE task: its own
+network, optimizer, schedule and tf.distribute strategy (from its TaskConfig), exporting
+SavedModel snapshots every `export_every` steps into TF Serving's layout, and reading its peers'
+predictions on mediator batches from a model server. Consistency gradients reach only its own
+network; the peers are constants (the distributed semantics of trainer.py).
+"""
+
+import os
+from typing import Optional
+
+import gin
+
+from taskology_tf.serving.export import export_snapshot
+from taskology_tf.training.grpc_peers import GrpcPeers
+from taskology_tf.training.trainer import Trainer
+
+
+@gin.configurable(module='taskology_tf.training')
+class DistributedConfig:
+  """How a task trainer talks to its peers.
+
+  Args:
+    server: 'host:port' of the model server (ours or tensorflow_model_server).
+    snapshot_root: where this trainer exports `<snapshot_root>/<task>/<step>/` (any
+      tf.io.gfile path, gs:// included); the server's models.config points at it. Default:
+      `<run_dir>/../snapshots`.
+    export_every: export a snapshot every this many steps (and at the start).
+    keep_snapshots: snapshots kept per task.
+    peer_refresh_steps: the peer version in use changes at most every this many steps.
+    pin_versions: deterministic staleness: ask for exactly version
+      floor(step / peer_refresh_steps) * peer_refresh_steps (export_every must divide it).
+    peer_timeout_seconds: longest wait for one peer answer before skipping consistency.
+  """
+
+  def __init__(self, server: str = '127.0.0.1:8500', snapshot_root: Optional[str] = None,
+               export_every: int = 100, keep_snapshots: int = 5, peer_refresh_steps: int = 1,
+               pin_versions: bool = False, peer_timeout_seconds: float = 30.0):
+    if pin_versions and peer_refresh_steps % export_every:
+      raise ValueError(
+          f'DistributedConfig: pin_versions needs export_every ({export_every}) to divide '
+          f'peer_refresh_steps ({peer_refresh_steps}), or pinned versions never exist')
+    self.server = server
+    self.snapshot_root = snapshot_root
+    self.export_every = export_every
+    self.keep_snapshots = keep_snapshots
+    self.peer_refresh_steps = peer_refresh_steps
+    self.pin_versions = pin_versions
+    self.peer_timeout_seconds = peer_timeout_seconds
+
+
+class SnapshotExporter:
+  """A trainer hook exporting the live task's network every `every` steps (TF Serving layout).
+
+  Version = global step, so a peer's answer tells its staleness in steps.
+  """
+
+  def __init__(self, task_name: str, snapshot_root: str, every: int, keep_last: int):
+    self.task_name = task_name
+    self.snapshot_root = snapshot_root
+    self.every = every
+    self.keep_last = keep_last
+    self._serving_fn = None
+    self.last_exported: Optional[int] = None
+
+  def __call__(self, step: int, trainer: Trainer) -> None:
+    if step % self.every and step != trainer.loop.num_steps:
+      return
+    if step == self.last_exported:
+      return
+    task = trainer.setups[self.task_name].task
+    model = trainer.models[self.task_name]
+    if self._serving_fn is None:
+      self._serving_fn = task.serving_function(model)
+    export_snapshot(model, self._serving_fn, self.snapshot_root, self.task_name, step,
+                    keep_last=self.keep_last)
+    self.last_exported = step
+
+
+def build_task_trainer(experiment, task_name: str, run_dir: str,
+                       config: Optional[DistributedConfig] = None) -> Trainer:
+  """The trainer of one task of `experiment`, with gRPC peers and snapshot export.
+
+  Args:
+    experiment: a taskology_tf.training.experiment.Experiment.
+    task_name: the task to train here.
+    run_dir: this trainer's run directory.
+    config: DistributedConfig (default: from gin).
+  """
+  config = config or DistributedConfig()
+  experiment.config(task_name)  # Fails with the list of tasks if unknown.
+  peer_names = sorted({t for r in experiment.relations if task_name in r.tasks
+                       for t in r.tasks if t != task_name})
+  peers = None
+  if peer_names:
+    peers = GrpcPeers([experiment.config(n).task for n in peer_names], config.server,
+                      refresh_steps=config.peer_refresh_steps,
+                      pin_versions=config.pin_versions,
+                      timeout_seconds=config.peer_timeout_seconds)
+  snapshot_root = config.snapshot_root or os.path.join(os.path.dirname(
+      os.path.abspath(run_dir)), 'snapshots')
+  exporter = SnapshotExporter(task_name, snapshot_root, config.export_every,
+                              config.keep_snapshots)
+  experiment.peer_gradients = False  # Peers are remote constants.
+  experiment.peer_refresh_steps = 0
+  return experiment.build_trainer(run_dir, live=[task_name], peer_source=peers,
+                                  hooks=[exporter])

@@ -1,0 +1,182 @@
+r"""Trains several configs over several seeds and tabulates mean and standard error.
+
+Each (config, seed) run is a separate `tools/train.py` process in <out_dir>/<config>/seed_<s>;
+finished runs are reused, interrupted ones resume from their checkpoints, so re-running the same
+command continues where it stopped. The table is printed, written as Markdown
+(<out_dir>/results.md) and JSON, and plotted (<out_dir>/results.png).
+
+  python tools/compare.py --out_dir=runs/table3_synthetic --seeds=3 \
+      --config=baseline=gin/experiments/synthetic/depth_normals_baseline.gin \
+      --config=consistency=gin/experiments/synthetic/depth_normals_sim2real.gin \
+      --metric=depth/abs_rel --metric=normals/within_11_25
+"""
+
+import _bootstrap  # pylint: disable=unused-import
+from _bootstrap import REPO_ROOT
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+flags.DEFINE_multi_string('config', [], 'NAME=GIN_FILE[,GIN_FILE...]; repeat per config.')
+flags.DEFINE_multi_string('gin_bindings', [], 'Bindings applied to every run.')
+flags.DEFINE_integer('seeds', 1, 'Seeds per config (0 .. seeds-1).')
+flags.DEFINE_string('out_dir', None, 'Where runs and results go.')
+flags.DEFINE_multi_string('metric', [], 'TASK/METRIC columns (default: every metric).')
+flags.DEFINE_string('title', 'Comparison', 'Table title.')
+flags.DEFINE_boolean('lower_is_better_hint', True, 'Mark lower-is-better metrics in the table.')
+flags.mark_flag_as_required('out_dir')
+FLAGS = flags.FLAGS
+
+LOWER_IS_BETTER = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'mean_angle', 'median_angle')
+
+
+def _parse_configs(specs):
+  configs = []
+  for spec in specs:
+    name, sep, files = spec.partition('=')
+    if not sep or not name or not files:
+      raise app.UsageError(f'--config {spec!r}: expected NAME=GIN_FILE[,GIN_FILE...]')
+    configs.append((name, files.split(',')))
+  if not configs:
+    raise app.UsageError('give at least one --config')
+  return configs
+
+
+def _run(name, files, seed, run_dir, bindings):
+  results_path = os.path.join(run_dir, 'eval_results.json')
+  cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), f'--run_dir={run_dir}']
+  cmd += [f'--gin_file={f}' for f in files]
+  cmd += [f'--gin_bindings={b}' for b in bindings] + [f'--gin_bindings=Experiment.seed={seed}']
+  done_marker = os.path.join(run_dir, 'DONE')
+  if os.path.exists(done_marker) and os.path.exists(results_path):
+    print(f'[{name} seed {seed}] reusing finished run {run_dir}', flush=True)
+  else:
+    os.makedirs(run_dir, exist_ok=True)
+    print(f'[{name} seed {seed}] training -> {run_dir} (log: {run_dir}/train.log)', flush=True)
+    start = time.monotonic()
+    with open(os.path.join(run_dir, 'train.log'), 'a') as log:
+      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+      # Echo the trainer's progress lines so a long comparison shows steps/s and ETA.
+      code = _follow(proc, os.path.join(run_dir, 'train.log'), name, seed)
+    if code != 0:
+      raise RuntimeError(f'[{name} seed {seed}] tools/train.py exited with {code}; see '
+                         f'{run_dir}/train.log. Command: {" ".join(cmd)}')
+    with open(done_marker, 'w') as f:
+      f.write(f'{time.monotonic() - start:.1f} s\n')
+  with open(results_path) as f:
+    return json.load(f)['metrics']
+
+
+def _follow(proc, log_path, name, seed):
+  """Waits for `proc`, printing the newest progress line of its log every few seconds."""
+  shown = ''
+  while proc.poll() is None:
+    time.sleep(5)
+    try:
+      with open(log_path) as f:
+        lines = [l for l in f.read().splitlines() if ' steps/s ' in l]
+    except OSError:
+      lines = []
+    if lines and lines[-1] != shown:
+      shown = lines[-1]
+      print(f'  [{name} seed {seed}] {shown.split("] ", 1)[-1]}', flush=True)
+  return proc.returncode
+
+
+def _mean_stderr(values):
+  n = len(values)
+  mean = sum(values) / n
+  if n < 2:
+    return mean, float('nan')
+  var = sum((v - mean) ** 2 for v in values) / (n - 1)
+  return mean, math.sqrt(var / n)
+
+
+def summarize(per_config, metrics):
+  """per_config: {name: [ {task: {metric: v}} per seed ]} -> {name: {task/metric: (mean, se, n)}}."""
+  table = {}
+  for name, runs in per_config.items():
+    cols = metrics or sorted({f'{t}/{m}' for r in runs for t, ms in r.items() for m in ms
+                              if m != 'num_pixels'})
+    table[name] = {}
+    for col in cols:
+      task, _, metric = col.partition('/')
+      values = [r[task][metric] for r in runs if task in r and metric in r[task]]
+      if values:
+        table[name][col] = (*_mean_stderr(values), len(values))
+  return table
+
+
+def to_markdown(table, title, command):
+  cols = sorted({c for row in table.values() for c in row}, key=lambda c: (c.split('/')[0], c))
+  seeds = max((v[2] for row in table.values() for v in row.values()), default=0)
+  head = [f'| config | ' + ' | '.join(
+      c + (' (lower is better)' if c.split('/')[1] in LOWER_IS_BETTER else '') for c in cols) + ' |',
+          '|---' * (len(cols) + 1) + '|']
+  rows = []
+  for name, row in table.items():
+    cells = []
+    for c in cols:
+      if c in row:
+        mean, se, _ = row[c]
+        cells.append(f'{mean:.4f} ± {se:.4f}' if se == se else f'{mean:.4f}')
+      else:
+        cells.append('-')
+    rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join([f'### {title}', '', f'Mean ± standard error over {seeds} seed(s). Command:',
+                    '', '```', command, '```', ''] + head + rows) + '\n'
+
+
+def plot(table, path, title):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  cols = sorted({c for row in table.values() for c in row})
+  fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), squeeze=False)
+  for ax, col in zip(axes[0], cols):
+    names = [n for n in table if col in table[n]]
+    means = [table[n][col][0] for n in names]
+    errs = [0 if table[n][col][1] != table[n][col][1] else table[n][col][1] for n in names]
+    ax.bar(range(len(names)), means, yerr=errs, capsize=4, color=['#888', '#2a7'][:len(names)])
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20)
+    ax.set_title(col + (' (lower better)' if col.split('/')[1] in LOWER_IS_BETTER else ''),
+                 fontsize=9)
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def main(argv):
+  del argv
+  configs = _parse_configs(FLAGS.config)
+  per_config = {}
+  for name, files in configs:
+    per_config[name] = [
+        _run(name, files, seed, os.path.join(FLAGS.out_dir, name, f'seed_{seed}'),
+             FLAGS.gin_bindings) for seed in range(FLAGS.seeds)]
+  table = summarize(per_config, FLAGS.metric)
+  command = 'python tools/compare.py ' + ' '.join(sys.argv[1:])
+  md = to_markdown(table, FLAGS.title, command)
+  os.makedirs(FLAGS.out_dir, exist_ok=True)
+  with open(os.path.join(FLAGS.out_dir, 'results.md'), 'w') as f:
+    f.write(md)
+  with open(os.path.join(FLAGS.out_dir, 'results.json'), 'w') as f:
+    json.dump({n: {c: list(v) for c, v in row.items()} for n, row in table.items()}, f, indent=2)
+  plot(table, os.path.join(FLAGS.out_dir, 'results.png'), FLAGS.title)
+  print()
+  print(md)
+  print(f'plot: {os.path.join(FLAGS.out_dir, "results.png")}')
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(lambda argv: sys.exit(main(argv)))
