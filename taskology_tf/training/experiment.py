@@ -21,6 +21,7 @@ import tf_keras as keras
 from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
 from taskology_tf.consistency.photometric import PhotometricConsistency
 from taskology_tf.consistency.segmentation_warp import SegmentationWarpConsistency
+from taskology_tf.consistency.smoothness import DepthSmoothness
 from taskology_tf.inputs import pipelines
 from taskology_tf.tasks.depth import DepthTask
 from taskology_tf.tasks.egomotion import EgomotionTask
@@ -40,6 +41,7 @@ for _cls, _module in (
     (DepthNormalsConsistency, 'taskology_tf.consistency'),
     (PhotometricConsistency, 'taskology_tf.consistency'),
     (SegmentationWarpConsistency, 'taskology_tf.consistency'),
+    (DepthSmoothness, 'taskology_tf.consistency'),
     (pipelines.MixingSchedule, 'taskology_tf.inputs'),
     (LoopConfig, 'taskology_tf.training'),
     (keras.optimizers.Adam, 'tf_keras.optimizers'),

@@ -107,3 +107,23 @@ def test_max_depth_masks_sky_and_its_neighbours():
     unmasked_loss, _ = depth_normals.DepthNormalsConsistency()(predictions,
                                                                _batch())
     assert unmasked_loss.numpy() > 0.1
+
+
+def test_smoothness_zero_for_constant_depth_and_scale_invariant():
+    from taskology_tf.consistency.smoothness import DepthSmoothness
+    rng = np.random.default_rng(0)
+    image = tf.constant(rng.uniform(size=(1, 2, 8, 10, 3)), tf.float32)
+    relation = DepthSmoothness()
+    # Constant depth: every disparity difference is 0.
+    loss, _ = relation({'depth': {'depth': tf.fill([1, 2, 8, 10, 1], 7.0)}}, {'image': image})
+    assert abs(float(loss)) < 1e-7
+    # Mean-normalised disparity: scaling the depth by 3 leaves the loss unchanged.
+    depth = tf.constant(rng.uniform(2, 20, (1, 2, 8, 10, 1)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(depth)
+        a, _ = relation({'depth': {'depth': depth}}, {'image': image})
+    grad = tape.gradient(a, depth)
+    b, _ = relation({'depth': {'depth': 3.0 * depth}}, {'image': image})
+    assert float(a) > 0
+    np.testing.assert_allclose(float(a), float(b), rtol=1e-5)
+    assert np.all(np.isfinite(grad.numpy())) and np.abs(grad.numpy()).max() > 0
