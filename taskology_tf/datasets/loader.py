@@ -1,0 +1,73 @@
+"""Loading built datasets as `tf.data` pipelines.
+
+Datasets are built ahead of time with `tools/build_dataset.py`; loading
+never builds, so a missing dataset fails fast with the command to build it.
+"""
+
+import os
+
+import tensorflow as tf
+
+from taskology_tf.datasets.synthetic_world import builder as sw_builder
+
+DEFAULT_DATA_DIR = os.path.join('data', 'tensorflow_datasets')
+
+
+def synthetic_world_build_command(domain: str, height: int, width: int,
+                                  data_dir: str) -> str:
+  """The shell command (run from the repository root) that builds a config."""
+  return ('python tools/build_dataset.py --dataset=synthetic_world '
+          f'--domain={domain} --height={int(height)} --width={int(width)} '
+          f'--data_dir={data_dir}')
+
+
+def load_synthetic_world(domain: str,
+                         split: str,
+                         data_dir: str = DEFAULT_DATA_DIR,
+                         height: int = 64,
+                         width: int = 96,
+                         shuffle_files: bool = False,
+                         read_config=None) -> tf.data.Dataset:
+  """Loads a built synthetic-world split.
+
+  Args:
+    domain: 'sim' or 'real'.
+    split: a TFDS split: 'train', 'validation', 'test' or a slice such as
+      'train[:10%]'.
+    data_dir: the TFDS data directory the dataset was built into.
+    height: image rows of the built config.
+    width: image columns of the built config.
+    shuffle_files: whether to shuffle the order of the record files.
+    read_config: optional `tfds.ReadConfig`.
+
+  Returns:
+    A `tf.data.Dataset` of dicts, one per video triplet (T = 3 frames,
+    L lidar returns, K = MAX_OBJECTS):
+      'image' [T, H, W, 3] uint8; 'depth' [T, H, W, 1] float32 metres;
+      'normals' [T, H, W, 3] float32 unit camera frame; 'semantics'
+      [T, H, W] uint8; 'intrinsics' [3, 3] float32; 'egomotion'
+      [T-1, 4, 4] float32 (cam_{i+1}_from_cam_i); 'object_motion'
+      [T-1, H, W, 3] float32 metres (camera i+1 axes); 'camera_to_vehicle'
+      [4, 4] float32; 'lidar_points' [T, L, 4] float32 (x, y, z, intensity)
+      vehicle frame; 'lidar_valid' [T, L] bool; 'lidar_classes' [T, L]
+      uint8; 'lidar_track_ids' [T, L] int32; 'boxes' [T, K, 7] float32
+      vehicle frame; 'box_classes' [T, K] int32; 'track_ids' [T, K] int32;
+      'num_boxes' [T] int32; 'domain' string; 'scene_seed' int64.
+
+  Raises:
+    FileNotFoundError: the config was not built into `data_dir`; the message
+      names the directory looked in and the command that builds it.
+  """
+  config = sw_builder.make_config(domain, height, width)
+  builder = sw_builder.SyntheticWorld(config=config, data_dir=data_dir)
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f'Synthetic world {config.name!r} is not built: no prepared dataset '
+        f'in {os.fspath(builder.data_path)}. Build it (from the repository '
+        'root) with:\n  ' +
+        synthetic_world_build_command(domain, height, width, data_dir))
+  return builder.as_dataset(
+      split=split,
+      shuffle_files=shuffle_files,
+      as_supervised=False,
+      read_config=read_config)
