@@ -66,24 +66,18 @@ def build_synthetic_world(domain: str, height: int, width: int,
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from taskology_tf.datasets.synthetic_world import builder as sw_builder  # pylint: disable=g-import-not-at-top
 
-  config = sw_builder.make_config(domain, height, width)
-  overrides = {
-      split: n for split, n in (('train', num_train),
-                                ('validation', num_validation),
-                                ('test', num_test)) if n is not None
-  }
-  ds_builder = sw_builder.SyntheticWorld(
-      config=config, data_dir=data_dir, split_sizes=overrides, seed=seed)
-  wanted = {k: v for k, v in ds_builder.split_sizes.items() if v > 0}
+  config = sw_builder.make_config(domain, height, width, num_train,
+                                  num_validation, num_test, seed)
+  ds_builder = sw_builder.SyntheticWorld(config=config, data_dir=data_dir)
+  wanted = {k: v for k, v in config.split_sizes.items() if v > 0}
   mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
   if ds_builder.is_prepared():
     have = {k: v.num_examples for k, v in ds_builder.info.splits.items()}
     have_seed = ds_builder.info.metadata.get('seed')
     if overwrite:
       mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
-      # The on-disk info was read back; rebuild it from this request.
-      ds_builder = sw_builder.SyntheticWorld(
-          config=config, data_dir=data_dir, split_sizes=overrides, seed=seed)
+      # The info of the existing build was read back; start from this request.
+      ds_builder = sw_builder.SyntheticWorld(config=config, data_dir=data_dir)
     elif have != wanted or have_seed != seed:
       raise ValueError(
           f'{ds_builder.data_path} already holds splits {have} with seed '

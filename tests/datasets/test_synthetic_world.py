@@ -83,14 +83,29 @@ def test_example_seeds_are_deterministic_and_disjoint_across_splits():
 
 
 def test_split_example_is_the_seeded_scene():
-  config = sw_builder.make_config('sim', 24, 32)
-  ex = sw_builder.render_split_example(config, 'validation', 4, seed=5)
+  config = sw_builder.make_config('sim', 24, 32, seed=5)
+  ex = sw_builder.render_split_example(config, 'validation', 4)
   seed = scene_lib.example_seed(5, sw_builder.SPLIT_INDICES['validation'], 4)
   direct = render.render_example(scene_lib.generate_scene(seed), 24, 32,
                                  'sim')
   assert ex['scene_seed'] == seed
   np.testing.assert_array_equal(ex['image'], direct['image'])
   np.testing.assert_array_equal(ex['depth'], direct['depth'])
+
+
+def test_configs_any_size_and_split_sizes(tmp_path):
+  assert sw_builder.make_config('real', 64, 96).name == 'real_64x96'
+  assert (sw_builder.make_config('sim', 128, 416) is
+          sw_builder.SyntheticWorld.builder_configs['sim_128x416'])
+  # A predefined name with other split sizes is still usable.
+  config = sw_builder.make_config('real', 64, 96, num_train=5, num_test=0)
+  assert config.name == 'real_64x96'
+  assert config.split_sizes == {'train': 5, 'validation': 200, 'test': 0}
+  builder = sw_builder.SyntheticWorld(config=config, data_dir=str(tmp_path))
+  assert builder.builder_config.num_train == 5
+  assert not builder.is_prepared()
+  with pytest.raises(ValueError, match='domain'):
+    sw_builder.make_config('cartoon', 64, 96)
 
 
 def test_sim_and_real_share_geometry_but_not_appearance():
@@ -514,10 +529,9 @@ def test_build_tool_and_loader_round_trip(tmp_path):
     for key, (shape, dtype) in spec.items():
       assert ds.element_spec[key].shape == shape, key
       assert examples[0][key].dtype == dtype, key
-    config = sw_builder.make_config(domain, 24, 32)
+    config = sw_builder.make_config(domain, 24, 32, seed=11)
     for index in (0, 2):
-      direct = sw_builder.render_split_example(config, 'train', index,
-                                               seed=11)
+      direct = sw_builder.render_split_example(config, 'train', index)
       for key in spec:
         np.testing.assert_array_equal(examples[index][key], direct[key],
                                       err_msg=key)

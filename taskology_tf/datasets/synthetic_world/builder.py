@@ -5,7 +5,7 @@ with exact ground truth: depth, normals, semantics, egomotion, per-pixel
 object motion, lidar sweeps and 3D boxes. See `render.render_example` for
 the meaning, frame and units of every feature.
 
-Example k of split s is scene `scene.example_seed(seed, s, k)`:
+Example k of split s is scene `scene.example_seed(config.seed, s, k)`:
 independent of generation order and of the split sizes, never shared
 between splits, and identical in geometry across the `sim` and `real`
 domains (which differ in appearance only).
@@ -43,17 +43,21 @@ geometry exactly.
 
 @dataclasses.dataclass(eq=False)
 class SyntheticWorldConfig(tfds.core.BuilderConfig):
-  """Builder config: what one example looks like.
+  """Builder config: domain, image size, split sizes and base seed.
 
-  Split sizes and the base seed are arguments of the builder instead
-  (`SyntheticWorld(split_sizes=..., seed=...)`): TFDS ties a config's name
-  to one config object, and the name 'real_64x96' should not change with
-  the number of examples built.
+  The name is '{domain}_{height}x{width}' whatever the split sizes and seed:
+  they decide how many examples are generated, not what an example looks
+  like, and loaders find a dataset by domain and size alone.
 
   Attributes:
     domain: 'sim' or 'real'.
     height: image rows.
     width: image columns.
+    num_train: examples generated for the train split (0 skips it).
+    num_validation: examples generated for the validation split.
+    num_test: examples generated for the test split.
+    seed: base seed of every example seed (recorded in the dataset's
+      metadata as 'seed').
     time_step: seconds between frames.
     hfov_degrees: horizontal field of view.
   """
@@ -61,8 +65,18 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
   domain: str = 'real'
   height: int = 64
   width: int = 96
+  num_train: int = 2000
+  num_validation: int = 200
+  num_test: int = 200
+  seed: int = DEFAULT_SEED
   time_step: float = scene_lib.DEFAULT_TIME_STEP
   hfov_degrees: float = render.DEFAULT_HFOV_DEGREES
+
+  @property
+  def split_sizes(self) -> dict:
+    """{'train': n, 'validation': n, 'test': n}."""
+    return {'train': self.num_train, 'validation': self.num_validation,
+            'test': self.num_test}
 
 
 def config_name(domain: str, height: int, width: int) -> str:
@@ -77,7 +91,7 @@ def default_split_sizes(height: int, width: int) -> dict:
   return dict(zip(SPLIT_INDICES, sizes))
 
 
-def _new_config(domain, height, width):
+def _new_config(domain, height, width, sizes, seed):
   return SyntheticWorldConfig(
       name=config_name(domain, height, width),
       description=(f'{domain} appearance, {height}x{width} images, '
@@ -85,37 +99,63 @@ def _new_config(domain, height, width):
       domain=domain,
       height=int(height),
       width=int(width),
+      num_train=int(sizes['train']),
+      num_validation=int(sizes['validation']),
+      num_test=int(sizes['test']),
+      seed=int(seed),
   )
 
 
 _PREDEFINED = {
-    config_name(d, h, w): _new_config(d, h, w)
+    config_name(d, h, w): _new_config(d, h, w, default_split_sizes(h, w),
+                                      DEFAULT_SEED)
     for (h, w) in DEFAULT_SPLIT_SIZES
     for d in ('real', 'sim')
 }
 
 
-def make_config(domain: str, height: int, width: int) -> SyntheticWorldConfig:
-  """The config for any domain and image size.
+def make_config(domain: str,
+                height: int,
+                width: int,
+                num_train: int | None = None,
+                num_validation: int | None = None,
+                num_test: int | None = None,
+                seed: int = DEFAULT_SEED) -> SyntheticWorldConfig:
+  """The config for any domain, image size, split sizes and seed.
 
   Args:
     domain: 'sim' or 'real'.
     height: image rows (> 0).
     width: image columns (> 0).
+    num_train, num_validation, num_test: split sizes; None takes the
+      default for this image size (`default_split_sizes`).
+    seed: base seed (>= 0).
 
   Returns:
-    The `SyntheticWorldConfig` named `config_name(domain, height, width)`
-    (the predefined object for the default sizes, as TFDS requires).
+    A `SyntheticWorldConfig` named `config_name(domain, height, width)`;
+    the predefined object when everything is the default.
 
   Raises:
-    ValueError: for an unknown domain or a non-positive size.
+    ValueError: for an unknown domain, a non-positive image size or a
+      negative split size or seed.
   """
   if domain not in DOMAINS:
     raise ValueError(f'domain must be one of {DOMAINS}, got {domain!r}')
   if int(height) <= 0 or int(width) <= 0:
     raise ValueError(f'image size must be positive, got {height}x{width}')
-  name = config_name(domain, height, width)
-  return _PREDEFINED.get(name) or _new_config(domain, height, width)
+  sizes = default_split_sizes(height, width)
+  for split, n in (('train', num_train), ('validation', num_validation),
+                   ('test', num_test)):
+    if n is not None:
+      sizes[split] = int(n)
+  if min(sizes.values()) < 0 or int(seed) < 0:
+    raise ValueError(f'split sizes and seed must be >= 0, got {sizes}, '
+                     f'seed {seed}')
+  predefined = _PREDEFINED.get(config_name(domain, height, width))
+  if (predefined is not None and predefined.split_sizes == sizes and
+      predefined.seed == int(seed)):
+    return predefined
+  return _new_config(domain, height, width, sizes, seed)
 
 
 def feature_spec(height: int, width: int) -> dict:
@@ -142,10 +182,12 @@ def feature_spec(height: int, width: int) -> dict:
   }
 
 
-# Piecewise-constant maps compress well with zlib; noisy or smooth float data
-# barely does, so it is stored as raw bytes (fast to write and read).
-_ZLIB_FEATURES = ('normals', 'semantics', 'object_motion', 'lidar_classes',
-                  'lidar_track_ids', 'lidar_valid')
+# Piecewise-constant maps compress well with zlib, and so does depth (with
+# zero camera pitch, ground depth depends on the row only and vertical walls'
+# on the column only). Images and lidar points barely compress and cost the
+# most zlib time, so they are stored as raw bytes (fast to write and read).
+_ZLIB_FEATURES = ('depth', 'normals', 'semantics', 'object_motion',
+                  'lidar_classes', 'lidar_track_ids', 'lidar_valid')
 
 
 def _features(height: int, width: int) -> tfds.features.FeaturesDict:
@@ -161,19 +203,19 @@ def _features(height: int, width: int) -> tfds.features.FeaturesDict:
 
 
 def render_split_example(config: SyntheticWorldConfig, split: str,
-                         index: int, seed: int = DEFAULT_SEED) -> dict:
+                         index: int) -> dict:
   """The example `index` of `split` under `config`, as stored (numpy).
 
   Args:
     config: the builder config.
     split: 'train', 'validation' or 'test'.
     index: example index within the split.
-    seed: the dataset's base seed.
 
   Returns:
     Feature name -> numpy array (or str for 'domain').
   """
-  scene_seed = scene_lib.example_seed(seed, SPLIT_INDICES[split], index)
+  scene_seed = scene_lib.example_seed(config.seed, SPLIT_INDICES[split],
+                                      index)
   example = render.render_example(
       scene_lib.generate_scene(scene_seed),
       config.height,
@@ -190,47 +232,30 @@ def render_split_example(config: SyntheticWorldConfig, split: str,
 class SyntheticWorld(tfds.core.GeneratorBasedBuilder):
   """Procedural street-world video triplets with exact ground truth.
 
-  Any image size: pass `config=make_config(domain, height, width)`; the
-  named defaults are `real_64x96`, `sim_64x96`, `real_128x416` and
-  `sim_128x416`.
-
-  Args (besides the usual DatasetBuilder ones):
-    split_sizes: optional {'train': n, 'validation': n, 'test': n}
-      overriding `default_split_sizes` (missing splits keep their default;
-      0 skips a split). Only used when generating.
-    seed: base seed of all example seeds, recorded in the dataset's
-      metadata ('seed').
+  Any image size, split sizes and seed: pass `config=make_config(domain,
+  height, width, ...)`. The named defaults are `real_64x96`, `sim_64x96`,
+  `real_128x416` and `sim_128x416`.
   """
 
   VERSION = tfds.core.Version('1.0.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.'}
   BUILDER_CONFIGS = list(_PREDEFINED.values())
 
-  def __init__(self, *, split_sizes=None, seed: int = DEFAULT_SEED, **kwargs):
-    unknown = set(split_sizes or {}) - set(SPLIT_INDICES)
-    if unknown:
-      raise ValueError(f'Unknown splits {sorted(unknown)}; known: '
-                       f'{list(SPLIT_INDICES)}')
-    if int(seed) < 0 or any(int(n) < 0 for n in (split_sizes or {}).values()):
-      raise ValueError('seed and split sizes must be >= 0')
-    self._split_size_overrides = dict(split_sizes or {})
-    self._seed = int(seed)
-    super().__init__(**kwargs)
-
-  @property
-  def split_sizes(self) -> dict:
-    """Examples per split that `download_and_prepare` generates."""
-    config = self.builder_config
-    sizes = default_split_sizes(config.height, config.width)
-    sizes.update({k: int(v) for k, v in self._split_size_overrides.items()})
-    return sizes
+  def _create_builder_config(self, builder_config, version):
+    # TFDS refuses a config object that shares its name with a predefined
+    # one; here that is intended (e.g. 'real_64x96' with fewer examples), as
+    # the name only says what an example looks like. tools/build_dataset.py
+    # refuses to reuse a build whose split sizes or seed differ.
+    if isinstance(builder_config, SyntheticWorldConfig):
+      return builder_config
+    return super()._create_builder_config(builder_config, version)
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     return self.dataset_info_from_configs(
         description=_DESCRIPTION,
         features=_features(config.height, config.width),
-        metadata=tfds.core.MetadataDict(seed=self._seed),
+        metadata=tfds.core.MetadataDict(seed=config.seed),
         # Examples are independent random scenes already; keeping build order
         # skips TFDS's shuffle pass (readers shuffle anyway).
         disable_shuffling=True,
@@ -240,11 +265,11 @@ class SyntheticWorld(tfds.core.GeneratorBasedBuilder):
     del dl_manager  # Procedural: nothing to download.
     return {
         split: self._generate_examples(split, n)
-        for split, n in self.split_sizes.items()
+        for split, n in self.builder_config.split_sizes.items()
         if n > 0
     }
 
   def _generate_examples(self, split: str, num_examples: int):
+    config = self.builder_config
     for index in range(num_examples):
-      yield index, render_split_example(self.builder_config, split, index,
-                                        self._seed)
+      yield index, render_split_example(config, split, index)

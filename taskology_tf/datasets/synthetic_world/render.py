@@ -1,10 +1,13 @@
 """Vectorised numpy ray casting of synthetic-world scenes.
 
-Every ray is intersected in closed form with the ground plane z = 0 and with
-all (culled) boxes at once by the slab method, so one call handles a whole
-image or lidar sweep. The image, depth, normals, labels, object motion and
-lidar returns of a frame all come from the same casts, so the ground truth is
-exact.
+Every ray is intersected in closed form with the ground plane z = 0 and, by
+the slab method, with the boxes it may hit: each box's conservative rectangle
+in the ray grid (its projection for the camera, its azimuth and elevation
+span for the lidar) lists the candidate (ray, box) pairs, all pairs of all
+frames are tested in one vectorised pass, and a scatter-min keeps the
+closest hit per ray. The image, depth, normals, labels, object motion and
+lidar returns of a frame all come from the same casts, so the ground truth
+is exact.
 
 Appearance is a function of the surface point only (world coordinates for
 static surfaces, box coordinates for movable objects) and the shading is
@@ -51,11 +54,6 @@ LIDAR_POINTS = LIDAR_BEAMS * LIDAR_AZIMUTHS
 # intensity units, and its vignetting (relative darkening at the corners).
 REAL_NOISE_SIGMA = 2.0 / 255.0
 REAL_VIGNETTING = 0.12
-
-# The slab test over all (ray, box) pairs runs in float32 for speed; the
-# winning box of each ray is then re-intersected in float64.
-_SLAB_DTYPE = np.float32
-
 
 @dataclasses.dataclass(frozen=True)
 class RayHits:
@@ -736,12 +734,12 @@ def _box_surface(scene, box, axis, local, du, dv):
   lu = (c * du[0] + s_ * du[1], c * du[1] - s_ * du[0], du[2])
   lv = (c * dv[0] + s_ * dv[1], c * dv[1] - s_ * dv[0], dv[2])
   size = tuple(scene.box_sizes[:, k][box] for k in range(3))
-  side_x = axis == 1  # normal along local y: s runs along local x
+  # Faces normal to local x run along local y; the others (normal to local
+  # y, and the top) along local x. t is the height, or local y on the top.
   side_y = axis == 0
   top = axis == 2
   s = np.where(side_y, local[1] + size[1] / 2, local[0] + size[0] / 2)
   t = np.where(top, local[1] + size[1] / 2, local[2] + size[2] / 2)
-  del side_x
   fpx = np.abs(lu[0]) + np.abs(lv[0])
   fpy = np.abs(lu[1]) + np.abs(lv[1])
   fpz = np.abs(lu[2]) + np.abs(lv[2])
