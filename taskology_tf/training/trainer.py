@@ -175,6 +175,8 @@ class Trainer:
       for name in self.live:
         self.models[name] = self.setups[name].task.build_network()
         self.optimizers[name] = self.setups[name].optimizer()
+        # Create the slots now, so a restore fills them at once (not deferred to step 1).
+        self.optimizers[name].build(self.models[name].trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
     self.peer_source = peer_source_factory(self.models) if peer_source_factory else None
     if (peer_gradients and self.peer_source is not None
@@ -384,6 +386,7 @@ class Trainer:
 
   def _after_step(self, step, terms, info, progress):
     scalars = {**terms, **info}
+    self.last_scalars = scalars  # For hooks: what the step that just finished logged.
     progress.update(step, scalars, self.loop.log_every)
     if step % self.loop.summary_every == 0:
       self.writer.scalars(step, {**scalars, 'steps_per_second': progress.rate})

@@ -1,0 +1,25 @@
+"""Shared fixtures: a tiny synthetic world built once per test session."""
+
+import os
+import sys
+
+import pytest
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+  sys.path.insert(0, REPO_ROOT)
+
+TINY_HEIGHT = 16
+TINY_WIDTH = 24
+
+
+@pytest.fixture(scope='session')
+def tiny_world(tmp_path_factory):
+  """Builds both domains at 16x24 (8 train / 2 validation / 2 test clips); returns data_dir."""
+  from taskology_tf.datasets.synthetic_world import builder as sw_builder  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  for domain in ('sim', 'real'):
+    config = sw_builder.make_config(domain, TINY_HEIGHT, TINY_WIDTH, num_train=8,
+                                    num_validation=2, num_test=2)
+    sw_builder.SyntheticWorld(config=config, data_dir=data_dir).download_and_prepare()
+  return data_dir

@@ -1,0 +1,149 @@
+"""Distributed mode on loopback: peers over gRPC, server outages, SIGKILLed trainers."""
+
+import glob
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from taskology_tf.serving.export import export_snapshot
+from taskology_tf.serving.server import ModelServer, single_model_config
+from taskology_tf.tasks.normals import NormalsTask
+from taskology_tf.training import distributed
+from taskology_tf.training import experiment as experiment_lib
+from tests.conftest import REPO_ROOT, TINY_HEIGHT, TINY_WIDTH
+
+GIN_FILE = 'gin/experiments/synthetic/depth_normals_sim2real.gin'
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def _experiment(data_dir, num_steps):
+  gin.clear_config()
+  experiment_lib.parse_gin([GIN_FILE, 'gin/tests/tiny.gin'], [
+      f"synthetic_world_clips.data_dir = '{data_dir}'", f'NUM_STEPS = {num_steps}'],
+                           search_dirs=[REPO_ROOT])
+  # The config stays in force: the experiment's clip sources read it when datasets are built.
+  return experiment_lib.Experiment()
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+  yield
+  gin.clear_config()
+
+
+@pytest.mark.timeout(300)
+def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
+  snapshot_root = str(tmp_path / 'snapshots')
+  # A normals peer snapshot at version 0, as the normals trainer would export at its start.
+  task = NormalsTask(TINY_HEIGHT, TINY_WIDTH, base_filters=16, levels=4)
+  peer = task.build_network()
+  export_snapshot(peer, task.serving_function(peer), snapshot_root, 'normals', 0)
+  port = _free_port()
+  config = single_model_config('normals', os.path.join(snapshot_root, 'normals'))
+  server = ModelServer(config, port=port, poll_wait_seconds=0.2)
+  server.start()
+  server.wait_until_version('normals', 0, timeout=60)
+  state = {'server': server}
+  log = {}
+
+  def outage(step, trainer):
+    log[step] = dict(getattr(trainer, 'last_scalars', {}))
+    if step == 2:
+      state['server'].stop(grace=0)
+    if step == 5:
+      state['server'] = ModelServer(config, port=port, poll_wait_seconds=0.2)
+      state['server'].start()
+      state['server'].wait_until_version('normals', 0, timeout=60)
+
+  experiment = _experiment(tiny_world, num_steps=8)
+  trainer = distributed.build_task_trainer(
+      experiment, 'depth', str(tmp_path / 'depth'),
+      distributed.DistributedConfig(server=f'127.0.0.1:{port}', snapshot_root=snapshot_root,
+                                    export_every=2, peer_timeout_seconds=10))
+  trainer.hooks.append(outage)
+  try:
+    trainer.train()
+  finally:
+    state['server'].stop(grace=0)
+  assert int(trainer.step.numpy()) == 8
+  # Steps 1-2: peer answered (version 0, so staleness = step - 1 at the step's start).
+  assert 'consistency/depth_normals/depth' in log[1]
+  assert log[2]['staleness_steps/normals'] == 1.0
+  # Server down after step 2, back after step 5. Step 3's answer was prefetched during step 2;
+  # steps 4 and 5 (whose requests went out while it was down) skip consistency and go on.
+  for step in (4, 5):
+    assert log[step].get('consistency_skipped') == 1.0, log[step]
+    assert 'supervised/depth' in log[step]
+    assert 'consistency/depth_normals/depth' not in log[step]
+  # Back: consistency resumed.
+  for step in (7, 8):
+    assert 'consistency/depth_normals/depth' in log[step], log[step]
+  # The depth trainer exported its own snapshots in TF Serving's layout.
+  assert sorted(int(os.path.basename(p)) for p in glob.glob(f'{snapshot_root}/depth/*')) == [
+      0, 2, 4, 6, 8]
+
+
+@pytest.mark.timeout(400)
+def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp_path):
+  run_dir = str(tmp_path / 'depth')
+  cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), f'--run_dir={run_dir}',
+         '--task=depth', f'--gin_file={GIN_FILE}', '--gin_file=gin/tests/tiny.gin',
+         f"--gin_bindings=synthetic_world_clips.data_dir='{tiny_world}'",
+         '--gin_bindings=NUM_STEPS=100000', '--gin_bindings=LoopConfig.checkpoint_every=3',
+         # No model server: the peer is unreachable, so consistency is skipped throughout.
+         f"--gin_bindings=DistributedConfig.server='127.0.0.1:{_free_port()}'",
+         f"--gin_bindings=DistributedConfig.snapshot_root='{tmp_path}/snapshots'"]
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          cwd=REPO_ROOT)
+  deadline = time.monotonic() + 240
+  try:
+    while time.monotonic() < deadline:
+      if glob.glob(f'{run_dir}/checkpoints/ckpt-6.index'):
+        break
+      assert proc.poll() is None, 'trainer exited early'
+      time.sleep(0.5)
+    else:
+      pytest.fail('no checkpoint at step 6 within 240 s')
+  finally:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+  latest = tf.train.latest_checkpoint(f'{run_dir}/checkpoints')
+  saved_step = int(latest.rsplit('-', 1)[1])
+  assert saved_step >= 6 and saved_step % 3 == 0
+  reader = tf.train.load_checkpoint(latest)
+  # Relaunch (in-process) and check the restored state is the checkpoint's, exactly.
+  experiment = _experiment(tiny_world, num_steps=saved_step + 2)
+  trainer = distributed.build_task_trainer(
+      experiment, 'depth', run_dir, distributed.DistributedConfig(
+          server=f'127.0.0.1:{_free_port()}', snapshot_root=str(tmp_path / 'snapshots'),
+          export_every=1000))
+  assert trainer.restore() == saved_step
+  optimizer = trainer.optimizers['depth']
+  assert int(optimizer.iterations.numpy()) == saved_step
+  # Everything restored is what the killed process saved, bit for bit: write the restored
+  # state out again and compare every variable (weights, Adam moments, counters).
+  copy = trainer.checkpoint.write(str(tmp_path / 'restored' / 'ckpt'))
+  again = tf.train.load_checkpoint(copy)
+  keys = [n for n, _ in tf.train.list_variables(latest) if n.endswith('VARIABLE_VALUE')]
+  assert any(k.startswith('optimizer_depth/_iterations') for k in keys)
+  # Adam's first and second moments: two slots per trainable weight.
+  moments = [k for k in keys if k.startswith('optimizer_depth/_variables/')]
+  assert len(moments) == 2 * len(trainer.models['depth'].trainable_variables)
+  for key in keys:
+    np.testing.assert_array_equal(again.get_tensor(key), reader.get_tensor(key), err_msg=key)
+  trainer.train()
+  assert int(trainer.step.numpy()) == saved_step + 2
+  assert int(optimizer.iterations.numpy()) == saved_step + 2
