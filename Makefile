@@ -20,8 +20,8 @@ setup: .venv/.installed
 	touch $@
 
 demo: setup
-	$(PY) tools/build_dataset.py --dataset=synthetic_world --domain=both --height=64 --width=96 \
-	  --data_dir=$(DATA_DIR)
+	$(PY) tools/build_dataset.py --dataset=synthetic_world --domain=both --height=48 --width=64 \
+	  --num_train=1000 --num_validation=50 --num_test=100 --data_dir=$(DATA_DIR)
 	$(PY) tools/compare.py --out_dir=$(DEMO_DIR) --seeds=$(SEEDS) \
 	  --title="Table 3 analogue: synthetic sim -> real, depth + normals" \
 	  --config=baseline=gin/experiments/synthetic/depth_normals_baseline.gin \
