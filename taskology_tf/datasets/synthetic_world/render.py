@@ -190,157 +190,169 @@ _BOX_EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8)
 
 def box_corners(centers: np.ndarray, sizes: np.ndarray,
                 headings: np.ndarray) -> np.ndarray:
-  """[M, 8, 3] corners of yaw-rotated boxes (same frame as `centers`).
+  """[..., 8, 3] corners of yaw-rotated boxes (same frame as `centers`).
 
   Args:
-    centers: [M, 3] float, box centres.
-    sizes: [M, 3] float, full extents (l, w, h) along the box axes.
-    headings: [M] float, radians, yaw of the box x axis about z.
+    centers: [..., 3] float, box centres.
+    sizes: [..., 3] float, full extents (l, w, h) along the box axes.
+    headings: [...] float, radians, yaw of the box x axis about z.
   """
-  local = _CORNER_SIGNS[None] * (np.asarray(sizes)[:, None, :] / 2.0)
-  c = np.cos(headings)[:, None]
-  s = np.sin(headings)[:, None]
-  return np.asarray(centers)[:, None, :] + np.stack(
+  local = _CORNER_SIGNS * (np.asarray(sizes)[..., None, :] / 2.0)
+  c = np.cos(headings)[..., None]
+  s = np.sin(headings)[..., None]
+  return np.asarray(centers)[..., None, :] + np.stack(
       [c * local[..., 0] - s * local[..., 1],
        s * local[..., 0] + c * local[..., 1], local[..., 2]], axis=-1)
 
 
-def camera_box_rects(scene: scene_lib.Scene, time: float,
-                     world_from_cam: np.ndarray, intrinsics: np.ndarray,
-                     height: int, width: int, max_depth: float = SKY_DEPTH):
-  """Pixel rectangles that can see each box (conservative).
+def _rect_rows(keep, r0, r1, c0, c1):
+  """[R, 6] int64 rows (frame, box, r0, r1, c0, c1) of the kept [F, M]."""
+  f, m = np.nonzero(keep)
+  return np.stack([f, m, r0[f, m], r1[f, m], c0[f, m], c1[f, m]],
+                  axis=1).astype(np.int64)
+
+
+def camera_box_rects(scene: scene_lib.Scene, times, world_from_cams,
+                     intrinsics: np.ndarray, height: int, width: int,
+                     max_depth: float = SKY_DEPTH) -> np.ndarray:
+  """Pixel rectangles outside which a frame's pixels cannot see a box.
 
   Each box is clipped against the plane z = near in front of the camera (its
   in-front corners plus the crossings of its 12 edges with that plane), the
   clipped vertices projected, and their bounding rectangle grown by a pixel.
+  Vectorised over frames and boxes.
 
   Args:
     scene: the scene.
-    time: seconds since frame 0.
-    world_from_cam: [4, 4] camera pose.
+    times: [F] seconds since frame 0.
+    world_from_cams: [F, 4, 4] camera poses.
     intrinsics: [3, 3] K.
     height, width: image size.
     max_depth: boxes entirely deeper than this are skipped.
 
   Returns:
-    ((height, width), rects) for `cast_rays(box_rects=...)`.
+    [R, 6] int64 rows (frame, box, row0, row1, col0, col1), half-open
+    ranges, for `cast_ray_batch(rects=...)` on (height, width) grids.
   """
   near = 1e-3
-  corners = box_corners(scene_lib.box_centers_at(scene, time),
-                        scene.box_sizes, scene.box_headings)
-  cam_from_world = np.linalg.inv(world_from_cam)
-  pc = corners @ cam_from_world[:3, :3].T + cam_from_world[:3, 3]
-  a, b = pc[:, _BOX_EDGES[:, 0]], pc[:, _BOX_EDGES[:, 1]]
+  times = np.asarray(times, np.float64).reshape(-1)
+  poses = np.asarray(world_from_cams, np.float64).reshape(-1, 4, 4)
+  nf, nm = times.size, scene.num_boxes
+  centers = (scene.box_centers[None] +
+             scene.box_velocities[None] * times[:, None, None])
+  corners = box_corners(centers, scene.box_sizes[None], scene.box_headings[None])
+  # World to camera, row-vector form: (x - t) R.
+  pc = np.matmul((corners - poses[:, None, None, :3, 3]).reshape(nf, -1, 3),
+                 poses[:, :3, :3]).reshape(nf, nm, 8, 3)
+  a, b = pc[:, :, _BOX_EDGES[:, 0]], pc[:, :, _BOX_EDGES[:, 1]]
   za, zb = a[..., 2], b[..., 2]
   crosses = (za - near) * (zb - near) < 0
   with np.errstate(divide='ignore', invalid='ignore'):
     frac = np.where(crosses, (near - za) / (zb - za), 0.0)
   crossing = a + frac[..., None] * (b - a)
-  pts = np.concatenate([pc, crossing], axis=1)
-  valid = np.concatenate([pc[..., 2] >= near, crosses], axis=1)
+  pts = np.concatenate([pc, crossing], axis=2)
+  valid = np.concatenate([pc[..., 2] >= near, crosses], axis=2)
   z = np.where(valid, pts[..., 2], 1.0)
-  u = intrinsics[0, 0] * pts[..., 0] / z + intrinsics[0, 1] * pts[
-      ..., 1] / z + intrinsics[0, 2]
+  u = (intrinsics[0, 0] * pts[..., 0] + intrinsics[0, 1] * pts[..., 1]) / z + \
+      intrinsics[0, 2]
   v = intrinsics[1, 1] * pts[..., 1] / z + intrinsics[1, 2]
-  u_lo = np.where(valid, u, np.inf).min(axis=1)
-  u_hi = np.where(valid, u, -np.inf).max(axis=1)
-  v_lo = np.where(valid, v, np.inf).min(axis=1)
-  v_hi = np.where(valid, v, -np.inf).max(axis=1)
-  usable = valid.any(axis=1) & (pc[..., 2].min(axis=1) <= max_depth)
   with np.errstate(invalid='ignore'):
-    c0s = np.clip(np.floor(u_lo) - 1, 0, width).tolist()
-    c1s = np.clip(np.ceil(u_hi) + 2, 0, width).tolist()
-    r0s = np.clip(np.floor(v_lo) - 1, 0, height).tolist()
-    r1s = np.clip(np.ceil(v_hi) + 2, 0, height).tolist()
-  rects = []
-  for m in range(pc.shape[0]):
-    if not usable[m]:
-      rects.append([])
-      continue
-    c0, c1, r0, r1 = int(c0s[m]), int(c1s[m]), int(r0s[m]), int(r1s[m])
-    rects.append([(r0, r1, c0, c1)] if (r1 > r0 and c1 > c0) else [])
-  return (height, width), rects
+    c0 = np.clip(np.floor(np.where(valid, u, np.inf).min(-1)) - 1, 0, width)
+    c1 = np.clip(np.ceil(np.where(valid, u, -np.inf).max(-1)) + 2, 0, width)
+    r0 = np.clip(np.floor(np.where(valid, v, np.inf).min(-1)) - 1, 0, height)
+    r1 = np.clip(np.ceil(np.where(valid, v, -np.inf).max(-1)) + 2, 0, height)
+  keep = (valid.any(-1) & (pc[..., 2].min(-1) <= max_depth) & (r1 > r0) &
+          (c1 > c0))
+  return _rect_rows(keep, r0, r1, c0, c1)
 
 
-def lidar_box_rects(scene: scene_lib.Scene, time: float,
-                    max_range: float = LIDAR_MAX_RANGE):
-  """(beam, azimuth) rectangles of the lidar sweep that can hit each box.
+def lidar_box_rects(scene: scene_lib.Scene, times,
+                    max_range: float = LIDAR_MAX_RANGE) -> np.ndarray:
+  """(beam, azimuth) rectangles of lidar sweeps outside which no beam can
+  hit a box.
 
   Azimuths: the interval spanned by the box's corners as seen from the
   lidar (a box whose footprint does not contain the lidar subtends less than
-  a half turn), split in two where it wraps. Beams: the elevations between
-  the box's bottom and top at its nearest and farthest horizontal distance.
+  a half turn), split in two where it wraps through azimuth 0. Beams: the
+  elevations between the box's bottom and top at its nearest and farthest
+  horizontal distance. Vectorised over frames and boxes.
+
+  Args:
+    scene: the scene.
+    times: [F] seconds since frame 0.
+    max_range: boxes farther than this are skipped.
 
   Returns:
-    ((LIDAR_BEAMS, LIDAR_AZIMUTHS), rects) for `cast_rays(box_rects=...)`.
+    [R, 6] int64 rows (frame, box, beam0, beam1, azimuth0, azimuth1),
+    half-open ranges, for `cast_ray_batch(rects=...)` on
+    (LIDAR_BEAMS, LIDAR_AZIMUTHS) grids.
   """
   z0 = scene_lib.LIDAR_HEIGHT
-  vehicle_from_world = np.linalg.inv(scene_lib.world_from_vehicle(scene, time))
-  centers_w = scene_lib.box_centers_at(scene, time)
-  centers = centers_w @ vehicle_from_world[:3, :3].T + vehicle_from_world[:3, 3]
-  _, psi = scene_lib.ego_state(scene, time)
-  headings = scene.box_headings - psi
-  corners = box_corners(centers, scene.box_sizes, headings)
-  half = scene.box_sizes / 2.0
+  na = LIDAR_AZIMUTHS
+  times = np.asarray(times, np.float64).reshape(-1)
+  # Boxes in each frame's vehicle frame.
+  states = [scene_lib.ego_state(scene, t) for t in times]
+  xy = np.array([st[0] for st in states])
+  psi = np.array([st[1] for st in states])
+  centers_w = (scene.box_centers[None] +
+               scene.box_velocities[None] * times[:, None, None])
+  cp, sp = np.cos(psi)[:, None], np.sin(psi)[:, None]
+  dx = centers_w[..., 0] - xy[:, None, 0]
+  dy = centers_w[..., 1] - xy[:, None, 1]
+  cx, cy = cp * dx + sp * dy, cp * dy - sp * dx
+  cz = np.broadcast_to(centers_w[..., 2], cx.shape)
+  headings = scene.box_headings[None] - psi[:, None]
+  half = np.broadcast_to(scene.box_sizes / 2.0, cx.shape + (3,))
+  corners = box_corners(np.stack([cx, cy, cz], -1), 2 * half, headings)
   # Horizontal distance from the lidar axis to each box footprint.
   c, s = np.cos(headings), np.sin(headings)
-  px = -(c * centers[:, 0] + s * centers[:, 1])
-  py = -(-s * centers[:, 0] + c * centers[:, 1])
-  d_min = np.hypot(np.maximum(np.abs(px) - half[:, 0], 0.0),
-                   np.maximum(np.abs(py) - half[:, 1], 0.0))
-  d_max = np.hypot(corners[..., 0], corners[..., 1]).max(axis=1)
-  top = centers[:, 2] + half[:, 2] - z0
-  bottom = centers[:, 2] - half[:, 2] - z0
+  px = -(c * cx + s * cy)
+  py = -(c * cy - s * cx)
+  d_min = np.hypot(np.maximum(np.abs(px) - half[..., 0], 0.0),
+                   np.maximum(np.abs(py) - half[..., 1], 0.0))
+  d_max = np.hypot(corners[..., 0], corners[..., 1]).max(-1)
+  top = cz + half[..., 2] - z0
+  bottom = cz - half[..., 2] - z0
   e_hi = np.where(top >= 0, np.arctan2(top, d_min), np.arctan2(top, d_max))
   e_lo = np.where(bottom <= 0, np.arctan2(bottom, d_min),
                   np.arctan2(bottom, d_max))
   gap_z = np.maximum(np.maximum(bottom, -top), 0.0)
-  in_range = np.hypot(d_min, gap_z) <= max_range
-  az_c = np.arctan2(centers[:, 1], centers[:, 0])
+  az_c = np.arctan2(cy, cx)
   rel = scene_lib.wrap_angle(
-      np.arctan2(corners[..., 1], corners[..., 0]) - az_c[:, None])
-  az_lo = az_c + rel.min(axis=1)
-  az_hi = az_c + rel.max(axis=1)
+      np.arctan2(corners[..., 1], corners[..., 0]) - az_c[..., None])
+  az_lo = az_c + rel.min(-1)
+  az_hi = az_c + rel.max(-1)
   elevations = np.radians(
       np.linspace(LIDAR_MIN_ELEVATION_DEGREES, LIDAR_MAX_ELEVATION_DEGREES,
                   LIDAR_BEAMS))
-  step = 2.0 * np.pi / LIDAR_AZIMUTHS
-  r0s = np.maximum(np.searchsorted(elevations, e_lo) - 1, 0).tolist()
-  r1s = np.minimum(np.searchsorted(elevations, e_hi, side='right') + 1,
-                   LIDAR_BEAMS).tolist()
-  k0s = (np.floor(az_lo / step) - 1).astype(np.int64).tolist()
-  k1s = (np.ceil(az_hi / step) + 2).astype(np.int64).tolist()
-  full = ((d_min <= 0.0) | (az_hi - az_lo >= np.pi)).tolist()
-  in_range = in_range.tolist()
-  rects = []
-  for m in range(centers.shape[0]):
-    r0, r1, k0, k1 = r0s[m], r1s[m], k0s[m], k1s[m]
-    if not in_range[m] or r1 <= r0:
-      rects.append([])
-    elif full[m] or k1 - k0 >= LIDAR_AZIMUTHS:
-      # The lidar axis is inside the footprint (or nearly): all azimuths.
-      rects.append([(r0, r1, 0, LIDAR_AZIMUTHS)])
-    else:
-      start = k0 % LIDAR_AZIMUTHS
-      end = start + (k1 - k0)
-      if end <= LIDAR_AZIMUTHS:
-        rects.append([(r0, r1, start, end)])
-      else:  # wraps through azimuth 0
-        rects.append([(r0, r1, start, LIDAR_AZIMUTHS),
-                      (r0, r1, 0, end - LIDAR_AZIMUTHS)])
-  return (LIDAR_BEAMS, LIDAR_AZIMUTHS), rects
+  step = 2.0 * np.pi / na
+  r0 = np.maximum(np.searchsorted(elevations, e_lo) - 1, 0)
+  r1 = np.minimum(np.searchsorted(elevations, e_hi, side='right') + 1,
+                  LIDAR_BEAMS)
+  k0 = np.floor(az_lo / step).astype(np.int64) - 1
+  k1 = np.ceil(az_hi / step).astype(np.int64) + 2
+  keep = (np.hypot(d_min, gap_z) <= max_range) & (r1 > r0)
+  # The lidar axis inside (or nearly inside) a footprint: all azimuths.
+  full = (d_min <= 0.0) | (az_hi - az_lo >= np.pi) | (k1 - k0 >= na)
+  start = np.where(full, 0, k0 % na)
+  end = np.where(full, na, start + (k1 - k0))
+  first = _rect_rows(keep, r0, r1, start, np.minimum(end, na))
+  # The part of an interval that wraps through azimuth 0.
+  second = _rect_rows(keep & (end > na), r0, r1, np.zeros_like(end),
+                      end - na)
+  return np.concatenate([first, second])
 
 
 def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
-                   max_distance: float, box_rects=None,
+                   max_distance: float, grid_shape=None, rects=None,
                    with_local_points: bool = True) -> RayHits:
   """Casts F frames of N rays each against the ground and all boxes.
 
-  Every (ray, box) pair that may intersect (from the per-box ray rectangles,
-  or every ray with every box in range and in the rays' cone) goes through
-  one vectorised slab test; the closest hit per ray is a scatter-min. The
-  cost is a few dozen numpy calls whatever the number of frames and boxes,
-  and the work scales with the boxes' footprints in the ray grids, like a
+  Every (ray, box) pair that may intersect (from per-box ray rectangles, or
+  every ray with every box in range and in the rays' cone) goes through one
+  vectorised slab test; the closest hit per ray is a scatter-min. The cost
+  is a few dozen numpy calls whatever the number of frames and boxes, and
+  the work scales with the boxes' footprints in the ray grids, like a
   rasteriser's bounding-rectangle pass with an exact per-ray test.
 
   Args:
@@ -351,10 +363,11 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
     directions: [F, N, 3] float, world frame, any non-zero length;
       distances are in units of these lengths.
     max_distance: hits with a larger ray parameter count as misses.
-    box_rects: optional list of F pairs (grid_shape, rects) where frame f's
-      rays are the row-major flattening of a [rows, cols] grid and rects[m]
-      lists (r0, r1, c0, c1) slices of it outside which no ray can hit box m
-      (from `camera_box_rects` or `lidar_box_rects`).
+    grid_shape: (rows, cols) with rows * cols = N when each frame's rays are
+      the row-major flattening of a grid; required with `rects`.
+    rects: optional [R, 6] int rows (frame, box, row0, row1, col0, col1):
+      no ray of a frame outside a box's rectangles can hit that box (from
+      `camera_box_rects` or `lidar_box_rects`).
     with_local_points: whether to fill `RayHits.local_points` (only
       textures need them); None otherwise.
 
@@ -378,36 +391,37 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
              rel[..., 2].ravel())
   d = (dirs[..., 0].ravel(), dirs[..., 1].ravel(), dirs[..., 2].ravel())
 
-  # One row per ray rectangle: (frame, box, r0, r1, c0, c1, grid columns).
-  rect_rows = []
-  for f in range(nf):
-    if box_rects is None:
+  if rects is None:
+    # Every ray of a frame with every box it may reach: a 1 x N grid.
+    grid_shape = (1, n)
+    rows = []
+    for f in range(nf):
       norms = np.linalg.norm(dirs[f], axis=1)
       keep = _potentially_hit(origins[f], dirs[f] / norms[:, None],
                               norms.max(), centers[f], half, max_distance)
-      rect_rows.extend((f, m, 0, 1, 0, n, n) for m in np.flatnonzero(keep))
-    else:
-      (rows, cols), rects = box_rects[f]
-      if rows * cols != n:
-        raise ValueError(f'ray grid {rows}x{cols} does not hold {n} rays')
-      for m, rect_list in enumerate(rects):
-        rect_rows.extend((f, m, r0, r1, c0, c1, cols)
-                         for r0, r1, c0, c1 in rect_list)
+      rows.extend((f, m, 0, 1, 0, n) for m in np.flatnonzero(keep))
+    rects = np.array(rows, np.int64).reshape(-1, 6)
+  if grid_shape[0] * grid_shape[1] != n:
+    raise ValueError(f'ray grid {grid_shape} does not hold {n} rays')
+  cols = grid_shape[1]
 
   t_best = np.full(nf * n, np.inf)
-  box_best = np.full(nf * n, -1, np.int64)
-  axis_best = np.zeros(nf * n, np.int64)
-  if rect_rows:
-    rr = np.array(rect_rows, np.int64)
-    rf, rm, r0, r1, c0, c1, rcols = rr.T
-    widths = c1 - c0
-    areas = (r1 - r0) * widths
-    of = np.repeat(np.arange(rr.shape[0]), areas)  # rectangle of each pair
-    offset = np.arange(of.size) - np.repeat(np.cumsum(areas) - areas, areas)
-    w = widths[of]
-    ray = rf[of] * n + (r0[of] + offset // w) * rcols[of] + c0[of] + offset % w
-    box = rm[of]
-    fm = rf[of] * nm + box
+  # Winning box and face axis of each ray, as one code 3 * box + axis.
+  code_best = np.full(nf * n, -3, np.int64)
+  if rects.shape[0]:
+    rf, rm, r0, r1, c0, c1 = np.asarray(rects, np.int64).T
+    # Expand rectangles into runs of consecutive rays (one per rectangle
+    # row), then runs into (ray, box) pairs: repeats and aranges only.
+    heights = r1 - r0
+    run_rect = np.repeat(np.arange(rects.shape[0]), heights)
+    run_row = r0[run_rect] + np.arange(run_rect.size) - np.repeat(
+        np.cumsum(heights) - heights, heights)
+    run_start = rf[run_rect] * n + run_row * cols + c0[run_rect]
+    run_len = (c1 - c0)[run_rect]
+    ray = np.repeat(run_start - (np.cumsum(run_len) - run_len),
+                    run_len) + np.arange(run_len.sum())
+    box = np.repeat(rm[run_rect], run_len)
+    fm = np.repeat(rf[run_rect] * nm + rm[run_rect], run_len)
     c, s = cos_h[box], sin_h[box]
     dx, dy, dz = d[0][ray], d[1][ray], d[2][ray]
     d_l = (c * dx + s * dy, c * dy - s * dx, dz)
@@ -429,18 +443,18 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
     tn = np.where(hit, tn, np.inf)
     np.minimum.at(t_best, ray, tn)
     win = np.flatnonzero(hit & (tn == t_best[ray]))
-    # Ties (a ray through a shared edge): keep one winner per ray.
-    _, first = np.unique(ray[win], return_index=True)
-    win = win[first]
-    box_best[ray[win]] = box[win]
     # The face entered is the slab whose entry parameter is the largest.
     tx, ty, tz = t_in[0][win], t_in[1][win], t_in[2][win]
-    axis_best[ray[win]] = np.where((tx >= ty) & (tx >= tz), 0,
-                                   np.where(ty >= tz, 1, 2))
+    axis = np.where((tx >= ty) & (tx >= tz), 0, np.where(ty >= tz, 1, 2))
+    # Ties (a ray through an edge shared by two boxes) write one ray twice;
+    # whichever write lands, box and axis stay consistent in one code.
+    code_best[ray[win]] = 3 * box[win] + axis
 
   # Per-ray quantities of the winning box, dense over all rays and one 1-D
   # array per coordinate: much cheaper in numpy than gathers of [N, 3] rows.
   frame = np.repeat(np.arange(nf), n)
+  box_best = code_best // 3
+  axis = code_best % 3
   has_box = box_best >= 0
   b = np.maximum(box_best, 0)
   fm = frame * nm + b
@@ -448,7 +462,6 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
   o = tuple(np.repeat(origins[:, k], n) for k in range(3))
   o_l = tuple(o_local[k][fm] for k in range(3))
   d_l = (cb * d[0] + sb * d[1], cb * d[1] - sb * d[0], d[2])
-  axis = axis_best
 
   # Ground plane z = 0 in closed form: origin_z + t d_z = 0.
   with np.errstate(divide='ignore', invalid='ignore'):
@@ -492,8 +505,7 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
 
 
 def cast_rays(scene: scene_lib.Scene, time: float, origin: np.ndarray,
-              directions: np.ndarray, max_distance: float,
-              box_rects=None) -> RayHits:
+              directions: np.ndarray, max_distance: float) -> RayHits:
   """Casts rays from one origin at one time (see `cast_ray_batch`).
 
   Args:
@@ -502,14 +514,12 @@ def cast_rays(scene: scene_lib.Scene, time: float, origin: np.ndarray,
     origin: [3] float, metres, world frame.
     directions: [N, 3] float, world frame, any non-zero length.
     max_distance: hits with a larger ray parameter count as misses.
-    box_rects: optional (grid_shape, rects) for these rays.
 
   Returns:
     `RayHits` of the N rays.
   """
   return cast_ray_batch(scene, [time], np.asarray(origin)[None],
-                        np.asarray(directions)[None], max_distance,
-                        None if box_rects is None else [box_rects])
+                        np.asarray(directions)[None], max_distance)
 
 
 # ---------------------------------------------------------------------------
@@ -519,7 +529,8 @@ def cast_rays(scene: scene_lib.Scene, time: float, origin: np.ndarray,
 # A fixed table of uniform random values on a 256 x 256 periodic lattice.
 # Looking values up is much cheaper than hashing per point; per-seed offsets
 # into the table decorrelate surfaces and octaves. The period (256 lattice
-# cells) is far beyond what one view shows at any octave.
+# cells, 38 m for the finest 0.15 m octave) is longer than the distance over
+# which an octave survives the footprint fade, so no repetition is visible.
 _LATTICE_SIZE = 256
 _LATTICE = np.random.default_rng(0x5EED).random(_LATTICE_SIZE**2)
 
@@ -1036,15 +1047,12 @@ def cast_camera_frames(scene: scene_lib.Scene, intrinsics: np.ndarray,
   dirs_world = np.matmul(dirs_cam[None], rots.transpose(0, 2, 1))
   # Directions have camera z = 1, so the ray parameter is depth and the far
   # limit is a depth limit.
-  box_rects = None
+  rects = None
   if grid_shape is not None:
-    box_rects = [
-        camera_box_rects(scene, t, pose, intrinsics, grid_shape[0],
-                         grid_shape[1], SKY_DEPTH)
-        for t, pose in zip(times, poses)
-    ]
+    rects = camera_box_rects(scene, times, poses, intrinsics, grid_shape[0],
+                             grid_shape[1], SKY_DEPTH)
   hits = cast_ray_batch(scene, times, poses[:, :3, 3], dirs_world, SKY_DEPTH,
-                        box_rects)
+                        grid_shape, rects)
   n = dirs_cam.shape[0]
   depth = np.where(hits.hit, hits.distance, SKY_DEPTH)
   # World to camera: R^T n per frame.
@@ -1095,10 +1103,11 @@ def cast_lidar_frames(scene: scene_lib.Scene, times, accelerate: bool = True):
   origin_v = np.array([0.0, 0.0, scene_lib.LIDAR_HEIGHT])
   origins_w = poses[:, :3, :3] @ origin_v + poses[:, :3, 3]
   dirs_w = np.matmul(dirs_v[None], poses[:, :3, :3].transpose(0, 2, 1))
-  box_rects = ([lidar_box_rects(scene, t) for t in times]
-               if accelerate else None)
+  grid = (LIDAR_BEAMS, LIDAR_AZIMUTHS)
+  rects = lidar_box_rects(scene, times) if accelerate else None
   hits = cast_ray_batch(scene, times, origins_w, dirs_w, LIDAR_MAX_RANGE,
-                        box_rects, with_local_points=False)
+                        grid if accelerate else None, rects,
+                        with_local_points=False)
   valid = hits.hit.reshape(nt, -1)
   rng = np.where(hits.hit, hits.distance, 0.0).reshape(nt, -1, 1)
   xyz = origin_v + rng * dirs_v
