@@ -49,7 +49,8 @@ def _parse_configs(specs):
   return configs
 
 
-def _run(name, files, seed, run_dir, bindings):
+def run_config(name, files, seed, run_dir, bindings):
+  """Trains one (config, seed) in a subprocess unless already done; returns its eval metrics."""
   results_path = os.path.join(run_dir, 'eval_results.json')
   cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), f'--run_dir={run_dir}']
   cmd += [f'--gin_file={f}' for f in files]
@@ -161,7 +162,7 @@ def main(argv):
   per_config = {}
   for name, files in configs:
     per_config[name] = [
-        _run(name, files, seed, os.path.join(FLAGS.out_dir, name, f'seed_{seed}'),
+        run_config(name, files, seed, os.path.join(FLAGS.out_dir, name, f'seed_{seed}'),
              FLAGS.gin_bindings) for seed in range(FLAGS.seeds)]
   table = summarize(per_config, FLAGS.metric)
   command = 'python tools/compare.py ' + ' '.join(sys.argv[1:])

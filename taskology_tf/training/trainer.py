@@ -430,6 +430,9 @@ class Trainer:
     if results:
       path = os.path.join(self.run_dir, 'eval_results.json')
       _write_json_atomic(path, {'step': step, 'metrics': results})
+      # The whole curve, for plots (e.g. Fig. 5's error against step); one JSON line per eval.
+      with tf.io.gfile.GFile(os.path.join(self.run_dir, 'eval_history.jsonl'), 'a') as f:
+        f.write(json.dumps({'step': step, 'metrics': results}, sort_keys=True) + '\n')
     self.eval_writer.flush()
     return results
 
