@@ -4,9 +4,11 @@ Datasets are built ahead of time with `tools/build_dataset.py`; loading
 never builds, so a missing dataset fails fast with the command to build it.
 """
 
+import dataclasses
 import os
 
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from taskology_tf.datasets.synthetic_world import builder as sw_builder
 
@@ -37,7 +39,10 @@ def load_synthetic_world(domain: str,
     data_dir: the TFDS data directory the dataset was built into.
     height: image rows of the built config.
     width: image columns of the built config.
-    shuffle_files: whether to shuffle the order of the record files.
+    shuffle_files: whether to shuffle the order of the record files. The
+      dataset is written in generation order (its examples are independent
+      random scenes already), so TFDS's ordering guard is turned off when
+      this is True; shuffle examples with `Dataset.shuffle` as usual.
     read_config: optional `tfds.ReadConfig`.
 
   Returns:
@@ -66,6 +71,9 @@ def load_synthetic_world(domain: str,
         f'in {os.fspath(builder.data_path)}. Build it (from the repository '
         'root) with:\n  ' +
         synthetic_world_build_command(domain, height, width, data_dir))
+  if shuffle_files:
+    read_config = dataclasses.replace(read_config or tfds.ReadConfig(),
+                                      enable_ordering_guard=False)
   return builder.as_dataset(
       split=split,
       shuffle_files=shuffle_files,

@@ -539,6 +539,9 @@ def test_build_tool_and_loader_round_trip(tmp_path):
       assert examples[index]['scene_seed'] == direct['scene_seed']
     assert len(list(loader.load_synthetic_world(domain, 'test', data_dir, 24,
                                                 32))) == 1
+    shuffled = loader.load_synthetic_world(domain, 'train', data_dir, 24, 32,
+                                           shuffle_files=True)
+    assert len(list(shuffled)) == 3
     loaded[domain] = examples[0]
   for key in ('depth', 'normals', 'lidar_points', 'boxes'):
     np.testing.assert_array_equal(loaded['sim'][key], loaded['real'][key])
