@@ -30,7 +30,8 @@ flags.DEFINE_integer('seeds', 1, 'Seeds per config (0 .. seeds-1).')
 flags.DEFINE_string('out_dir', None, 'Where runs and results go.')
 flags.DEFINE_multi_string('metric', [], 'TASK/METRIC columns (default: every metric).')
 flags.DEFINE_string('title', 'Comparison', 'Table title.')
-flags.DEFINE_boolean('lower_is_better_hint', True, 'Mark lower-is-better metrics in the table.')
+flags.DEFINE_list('distributed', [], 'Config NAMEs to run in distributed mode (tools/launch.py: '
+                  'model server + one trainer per task) instead of one collective process.')
 flags.mark_flag_as_required('out_dir')
 FLAGS = flags.FLAGS
 
@@ -49,13 +50,32 @@ def _parse_configs(specs):
   return configs
 
 
-def run_config(name, files, seed, run_dir, bindings):
-  """Trains one (config, seed) in a subprocess unless already done; returns its eval metrics."""
+def _distributed_results(run_dir):
+  """Merges the per-task eval results a tools/launch.py run leaves in <run_dir>/<task>/."""
+  merged = {}
+  for entry in sorted(os.listdir(run_dir)):
+    path = os.path.join(run_dir, entry, 'eval_results.json')
+    if os.path.exists(path):
+      with open(path) as f:
+        merged.update(json.load(f)['metrics'])
+  return merged
+
+
+def run_config(name, files, seed, run_dir, bindings, distributed=False):
+  """Trains one (config, seed) in a subprocess unless already done; returns its eval metrics.
+
+  distributed: run tools/launch.py (model server + one trainer per task) instead of one
+  collective tools/train.py process.
+  """
   results_path = os.path.join(run_dir, 'eval_results.json')
-  cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), f'--run_dir={run_dir}']
+  tool = 'launch.py' if distributed else 'train.py'
+  cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', tool), f'--run_dir={run_dir}']
   cmd += [f'--gin_file={f}' for f in files]
   cmd += [f'--gin_bindings={b}' for b in bindings] + [f'--gin_bindings=Experiment.seed={seed}']
   done_marker = os.path.join(run_dir, 'DONE')
+  if distributed:
+    # launch.py leaves results per task; mark the merged file so reuse works the same way.
+    results_path = done_marker
   if os.path.exists(done_marker) and os.path.exists(results_path):
     print(f'[{name} seed {seed}] reusing finished run {run_dir}', flush=True)
   else:
@@ -71,6 +91,8 @@ def run_config(name, files, seed, run_dir, bindings):
                          f'{run_dir}/train.log. Command: {" ".join(cmd)}')
     with open(done_marker, 'w') as f:
       f.write(f'{time.monotonic() - start:.1f} s\n')
+  if distributed:
+    return _distributed_results(run_dir)
   with open(results_path) as f:
     return json.load(f)['metrics']
 
@@ -163,7 +185,8 @@ def main(argv):
   for name, files in configs:
     per_config[name] = [
         run_config(name, files, seed, os.path.join(FLAGS.out_dir, name, f'seed_{seed}'),
-             FLAGS.gin_bindings) for seed in range(FLAGS.seeds)]
+                   FLAGS.gin_bindings, distributed=name in FLAGS.distributed)
+        for seed in range(FLAGS.seeds)]
   table = summarize(per_config, FLAGS.metric)
   command = 'python tools/compare.py ' + ' '.join(sys.argv[1:])
   md = to_markdown(table, FLAGS.title, command)
