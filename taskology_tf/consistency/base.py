@@ -163,3 +163,36 @@ def warp_consecutive_frames(values, depth, intrinsics, rotation, translation,
         'forward': (values_t, warped_fwd, valid_fwd),
         'backward': (values_next, warped_bwd, valid_bwd),
     }
+
+
+def bidirectional_warp_loss(values, depth, intrinsics, motion, error_fn):
+    """Warps `values` both ways between consecutive frames and averages a per-pixel error.
+
+    The shared body of the warp-based relations (Eq. 3 photometric, Eq. 4 segmentation).
+
+    Args:
+      values: [B, T, H, W, C] float32 per-frame maps (images or class probabilities).
+      depth: [B, T, H, W, 1] float32, metres.
+      intrinsics: [B, 3, 3] float32, pixels.
+      motion: the motion task's predictions: 'rotation', 'translation' [B, T - 1, 3] and
+        optionally 'object_motion', 'object_motion_backward' [B, T - 1, H, W, 3].
+      error_fn: (target, warped, valid) -> (error [N, H, W, 1], mask [N, H, W, 1]).
+
+    Returns:
+      (loss: mean of the two directions' masked means, metrics: forward_loss, backward_loss,
+      valid_fraction).
+    """
+    warps = warp_consecutive_frames(
+        values, depth, intrinsics, motion['rotation'], motion['translation'],
+        motion.get('object_motion'), motion.get('object_motion_backward'))
+    losses, fractions = {}, []
+    for direction, (target, warped, valid) in warps.items():
+        error, mask = error_fn(target, warped, valid)
+        losses[direction] = masked_mean(error, mask)
+        fractions.append(tf.reduce_mean(mask))
+    loss = 0.5 * (losses['forward'] + losses['backward'])
+    return loss, {
+        'forward_loss': losses['forward'],
+        'backward_loss': losses['backward'],
+        'valid_fraction': 0.5 * (fractions[0] + fractions[1]),
+    }

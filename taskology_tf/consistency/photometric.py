@@ -87,21 +87,8 @@ class PhotometricConsistency(base.Relation):
         over both directions).
         """
         motion = predictions[self.motion_task]
-        warps = base.warp_consecutive_frames(
+        return base.bidirectional_warp_loss(
             batch['image'], predictions[self.depth_task]['depth'],
-            batch['intrinsics'], motion['rotation'], motion['translation'],
-            motion.get('object_motion'), motion.get('object_motion_backward'))
-        losses = {}
-        fractions = []
-        for direction, (target, warped, valid) in warps.items():
-            error, mask = photometric_error(target, warped, valid,
-                                            self.ssim_weight)
-            losses[direction] = base.masked_mean(error, mask)
-            fractions.append(tf.reduce_mean(mask))
-        loss = 0.5 * (losses['forward'] + losses['backward'])
-        metrics = {
-            'forward_loss': losses['forward'],
-            'backward_loss': losses['backward'],
-            'valid_fraction': 0.5 * (fractions[0] + fractions[1]),
-        }
-        return loss, metrics
+            batch['intrinsics'], motion,
+            lambda target, warped, valid: photometric_error(
+                target, warped, valid, self.ssim_weight))

@@ -57,21 +57,10 @@ class SegmentationWarpConsistency(base.Relation):
             predictions[self.segmentation_task]['logits'], tf.float32)
         probabilities = tf.nn.softmax(logits, axis=-1)
         motion = predictions[self.motion_task]
-        warps = base.warp_consecutive_frames(
+        def half_l1(target, warped, valid):
+            return 0.5 * tf.reduce_sum(
+                tf.abs(target - warped), axis=-1, keepdims=True), valid
+
+        return base.bidirectional_warp_loss(
             probabilities, predictions[self.depth_task]['depth'],
-            batch['intrinsics'], motion['rotation'], motion['translation'],
-            motion.get('object_motion'), motion.get('object_motion_backward'))
-        losses = {}
-        fractions = []
-        for direction, (target, warped, valid) in warps.items():
-            distance = 0.5 * tf.reduce_sum(
-                tf.abs(target - warped), axis=-1, keepdims=True)
-            losses[direction] = base.masked_mean(distance, valid)
-            fractions.append(tf.reduce_mean(valid))
-        loss = 0.5 * (losses['forward'] + losses['backward'])
-        metrics = {
-            'forward_loss': losses['forward'],
-            'backward_loss': losses['backward'],
-            'valid_fraction': 0.5 * (fractions[0] + fractions[1]),
-        }
-        return loss, metrics
+            batch['intrinsics'], motion, half_l1)
