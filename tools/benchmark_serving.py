@@ -1,6 +1,6 @@
 r"""Benchmarks peer serving: Predict round trip vs in-process call, and server throughput.
 
-  python tools/benchmark_serving.py                      # the numbers in BENCHMARKS_serving.md
+  python tools/benchmark_serving.py                      # the numbers in BENCHMARKS.md (Serving)
   python tools/benchmark_serving.py --batch_sizes=1 --throughput_seconds=2   # quicker
 
 (c) Latency: a small conv net (3x Conv2D over uint8 [B, H, W, 3] images -> [B, H, W, 1]
