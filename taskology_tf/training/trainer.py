@@ -100,6 +100,8 @@ def _shard_for_replica(tensors):
   rid = ctx.replica_id_in_sync_group
 
   def shard(x):
+    if x is None:  # No mediator batch or no peers this step.
+      return None
     per = tf.shape(x)[0] // n
     return x[rid * per:(rid + 1) * per]
   return tf.nest.map_structure(shard, tensors)
