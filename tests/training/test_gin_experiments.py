@@ -61,3 +61,26 @@ def test_train_tool_errors_name_the_culprit(tiny_world, tmp_path):
                    f"--gin_bindings=synthetic_world_clips.data_dir='{tmp_path}/empty'"])
   assert no_data.returncode != 0
   assert f'{tmp_path}/empty' in no_data.stderr and 'tools/build_dataset.py' in no_data.stderr
+
+
+def test_evaluate_tool_scores_a_trained_run(tiny_world, tmp_path):
+  gin_file = os.path.join(REPO_ROOT, 'gin/experiments/synthetic/depth_normals_sim2real.gin')
+  _, results = _run_in_process(gin_file, tiny_world, str(tmp_path / 'run'))
+  out = tmp_path / 'eval.json'
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'evaluate.py'),
+       f'--run_dir={tmp_path}/run', f'--gin_file={gin_file}', '--gin_file=gin/tests/tiny.gin',
+       f"--gin_bindings=synthetic_world_clips.data_dir='{tiny_world}'", f'--output={out}'],
+      capture_output=True, text=True, timeout=240, cwd=REPO_ROOT)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  evaluated = json.load(open(out))
+  assert evaluated['step'] == 2
+  # Same checkpoint, same data: the tool reproduces the trainer's final evaluation.
+  for task in ('depth', 'normals'):
+    for key, value in results[task].items():
+      assert abs(evaluated['metrics'][task][key] - value) <= 1e-4 * max(1.0, abs(value)), key
+  missing = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'evaluate.py'),
+       f'--run_dir={tmp_path}/nothing', f'--gin_file={gin_file}'],
+      capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+  assert missing.returncode != 0 and 'nothing' in missing.stderr
