@@ -140,7 +140,7 @@ def summarize(per_config, metrics):
 def to_markdown(table, title, command):
   cols = sorted({c for row in table.values() for c in row}, key=lambda c: (c.split('/')[0], c))
   seeds = max((v[2] for row in table.values() for v in row.values()), default=0)
-  head = [f'| config | ' + ' | '.join(
+  head = ['| config | ' + ' | '.join(
       c + (' (lower is better)' if c.split('/')[1] in LOWER_IS_BETTER else '') for c in cols) + ' |',
           '|---' * (len(cols) + 1) + '|']
   rows = []

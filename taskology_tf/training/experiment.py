@@ -12,7 +12,7 @@ task and queries its peers through the injected peer source.
 
 import dataclasses
 import os
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, List, Mapping, Optional, Sequence
 
 import gin
 import tensorflow as tf

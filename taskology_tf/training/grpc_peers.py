@@ -19,7 +19,7 @@ logged as such), and picked up again once the peer answers.
 """
 
 import time
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from absl import logging
 import grpc

@@ -19,11 +19,9 @@ import dataclasses
 import json
 import math
 import os
-import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence
 
 from absl import logging
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 

@@ -3,7 +3,6 @@
 Runs in a subprocess because logical devices must be configured before TF initialises.
 """
 
-import os
 import subprocess
 import sys
 import textwrap
