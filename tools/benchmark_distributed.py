@@ -114,7 +114,7 @@ def main(argv):
           experiment(), 'depth', os.path.join(work, 'grpc'), distributed.DistributedConfig(
               server=f'127.0.0.1:{port}', snapshot_root=snapshot_root, export_every=100000,
               peer_timeout_seconds=60))
-      trainer.hooks.extend(hooks)
+      trainer.hooks[:0] = hooks  # Time steps before the exporter runs (its final export is not a step).
       return trainer
     _, grpc_stats = _measure(build_grpc)
 
