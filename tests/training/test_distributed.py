@@ -147,3 +147,43 @@ def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp
   trainer.train()
   assert int(trainer.step.numpy()) == saved_step + 2
   assert int(optimizer.iterations.numpy()) == saved_step + 2
+
+
+@pytest.mark.timeout(300)
+def test_grpc_peers_train_exactly_like_in_process_peers(tiny_world, tmp_path):
+  """The wire path changes nothing: a depth trainer fed normals over gRPC takes the same steps
+  as one fed the same normals network in-process (a frozen copy)."""
+  from taskology_tf.training.peers import StaleCopyPeers  # pylint: disable=g-import-not-at-top
+  snapshot_root = str(tmp_path / 'snapshots')
+  experiment = _experiment(tiny_world, num_steps=3)
+  task = experiment.config('normals').task
+  peer = task.build_network()
+  export_snapshot(peer, task.serving_function(peer), snapshot_root, 'normals', 0)
+  port = _free_port()
+  server = ModelServer(single_model_config('normals', os.path.join(snapshot_root, 'normals')),
+                       port=port, poll_wait_seconds=0.2)
+  server.start()
+  server.wait_until_version('normals', 0, timeout=60)
+  try:
+    remote = distributed.build_task_trainer(
+        experiment, 'depth', str(tmp_path / 'remote'), distributed.DistributedConfig(
+            server=f'127.0.0.1:{port}', snapshot_root=snapshot_root, export_every=1000))
+    remote.train()
+  finally:
+    server.stop(grace=0)
+  experiment = _experiment(tiny_world, num_steps=3)
+  experiment.peer_gradients = False
+  local = experiment.build_trainer(
+      str(tmp_path / 'local'), live=['depth'],
+      peer_source=StaleCopyPeers([task], {'normals': peer}, refresh_steps=10 ** 9))
+  local.train()
+  for a, b in zip(remote.models['depth'].weights, local.models['depth'].weights):
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+  # And the consistency really was applied (the steps differ from supervised-only ones).
+  experiment = _experiment(tiny_world, num_steps=3)
+  experiment.relations = []
+  alone = experiment.build_trainer(str(tmp_path / 'alone'), live=['depth'])
+  alone.train()
+  diff = max(float(np.abs(a.numpy() - b.numpy()).max())
+             for a, b in zip(alone.models['depth'].weights, local.models['depth'].weights))
+  assert diff > 1e-6
