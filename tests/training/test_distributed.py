@@ -44,7 +44,7 @@ def _clear_gin():
   gin.clear_config()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
   snapshot_root = str(tmp_path / 'snapshots')
   # A normals peer snapshot at version 0, as the normals trainer would export at its start.
@@ -96,7 +96,7 @@ def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
       0, 2, 4, 6, 8]
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp_path):
   run_dir = str(tmp_path / 'depth')
   cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), f'--run_dir={run_dir}',
@@ -149,7 +149,7 @@ def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp
   assert int(optimizer.iterations.numpy()) == saved_step + 2
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(600)
 def test_grpc_peers_train_exactly_like_in_process_peers(tiny_world, tmp_path):
   """The wire path changes nothing: a depth trainer fed normals over gRPC takes the same steps
   as one fed the same normals network in-process (a frozen copy)."""

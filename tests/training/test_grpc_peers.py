@@ -65,7 +65,7 @@ def _local(task, model, weights, version, mediator):
   return out
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_pinned_versions_are_exact_and_wait_bounded(served):
   task, model, weights, export, _, address = served
   peers = GrpcPeers([task], address, refresh_steps=2, pin_versions=True, timeout_seconds=1.5)
@@ -95,7 +95,7 @@ def test_pinned_versions_are_exact_and_wait_bounded(served):
     peers.close()
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_unpinned_refresh_period(served):
   task, _, _, export, server, address = served
   peers = GrpcPeers([task], address, refresh_steps=4, pin_versions=False, timeout_seconds=10)
