@@ -120,18 +120,27 @@ class MixingSchedule:
     mode: 'alternate' or 'joint'.
     mediator_every: in 'alternate' mode, one consistency step after every `mediator_every`
       supervised steps.
+    consistency_start_step: no consistency before this global step (a supervised warm-up), so
+      that no task is asked to agree with peers that are still random.
   """
 
-  def __init__(self, mode: str = 'alternate', mediator_every: int = 1):
+  def __init__(self, mode: str = 'alternate', mediator_every: int = 1,
+               consistency_start_step: int = 0):
     if mode not in ('alternate', 'joint'):
       raise ValueError(f'MixingSchedule: mode must be "alternate" or "joint", got {mode!r}')
     if mediator_every < 1:
       raise ValueError(f'MixingSchedule: mediator_every must be >= 1, got {mediator_every}')
+    if consistency_start_step < 0:
+      raise ValueError('MixingSchedule: consistency_start_step must be >= 0, got '
+                       f'{consistency_start_step}')
     self.mode = mode
     self.mediator_every = mediator_every
+    self.consistency_start_step = consistency_start_step
 
   def kinds(self, step: int, has_dedicated: bool, has_mediator: bool):
     """Returns (use_dedicated, use_mediator) for a global step (0-based)."""
+    if step < self.consistency_start_step and has_dedicated:
+      has_mediator = False
     if not has_dedicated:
       return False, has_mediator
     if not has_mediator or self.mode == 'joint':

@@ -64,3 +64,11 @@ def test_mixing_schedule():
   assert alternate.kinds(2, True, False) == (True, False)
   with pytest.raises(ValueError, match='mode'):
     pipelines.MixingSchedule('sometimes')
+
+
+def test_consistency_warm_up():
+  schedule = pipelines.MixingSchedule('joint', consistency_start_step=3)
+  assert [schedule.kinds(s, True, True) for s in range(5)] == [
+      (True, False)] * 3 + [(True, True)] * 2
+  # A task with no dedicated data cannot warm up on labels: consistency from step 0.
+  assert schedule.kinds(0, False, True) == (False, True)
