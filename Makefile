@@ -25,7 +25,7 @@ demo: setup
 	$(PY) tools/compare.py --out_dir=$(DEMO_DIR) --seeds=$(SEEDS) \
 	  --title="Table 3 analogue: synthetic sim -> real, depth + normals" \
 	  --config=baseline=gin/experiments/synthetic/depth_normals_baseline.gin \
-	  --config=consistency=gin/experiments/synthetic/depth_normals_sim2real.gin \
+	  --config=consistency_warmup=gin/experiments/synthetic/depth_normals_sim2real_warmup.gin \
 	  --gin_bindings="synthetic_world_clips.data_dir='$(DATA_DIR)'" \
 	  --metric=depth/abs_rel --metric=depth/delta1 --metric=normals/mean_angle \
 	  --metric=normals/within_11_25 --metric=normals/within_22_5 --metric=normals/within_30
