@@ -77,11 +77,6 @@ class Task(abc.ABC):
     del batch, outputs
     return tf.constant(0.0), {}
 
-  @property
-  def has_supervision(self) -> bool:
-    """Whether `supervised_loss` learns anything (False for fully self-supervised tasks)."""
-    return type(self).supervised_loss is not Task.supervised_loss
-
   def new_metrics(self):
     """A fresh streaming evaluator with update(batch, outputs) and result(); None if none."""
     return None
