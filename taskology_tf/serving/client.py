@@ -192,6 +192,18 @@ class PeerClient:
     """Closes the channel."""
     self._channel.close()
 
+  def wait_until_ready(self, timeout_seconds):
+    """Blocks until the channel is connected, at most `timeout_seconds`; returns whether it is.
+
+    A channel that lost its server reconnects on its own (backoff capped at 1 s); this is for
+    callers that want to know it has, e.g. a trainer waiting for the model server at start-up.
+    """
+    try:
+      grpc.channel_ready_future(self._channel).result(timeout=timeout_seconds)
+      return True
+    except grpc.FutureTimeoutError:
+      return False
+
   def __enter__(self):
     return self
 

@@ -12,7 +12,7 @@ from typing import Optional
 
 import gin
 
-from taskology_tf.serving.export import export_snapshot
+from taskology_tf.serving.export import SnapshotWriter
 from taskology_tf.training.grpc_peers import GrpcPeers
 from taskology_tf.training.trainer import Trainer
 
@@ -61,7 +61,7 @@ class SnapshotExporter:
     self.snapshot_root = snapshot_root
     self.every = every
     self.keep_last = keep_last
-    self._serving_fn = None
+    self._writer: Optional[SnapshotWriter] = None
     self.last_exported: Optional[int] = None
 
   def __call__(self, step: int, trainer: Trainer) -> None:
@@ -69,12 +69,12 @@ class SnapshotExporter:
       return
     if step == self.last_exported:
       return
-    task = trainer.setups[self.task_name].task
-    model = trainer.models[self.task_name]
-    if self._serving_fn is None:
-      self._serving_fn = task.serving_function(model)
-    export_snapshot(model, self._serving_fn, self.snapshot_root, self.task_name, step,
-                    keep_last=self.keep_last)
+    if self._writer is None:  # Traced once, at the first export.
+      task = trainer.setups[self.task_name].task
+      model = trainer.models[self.task_name]
+      self._writer = SnapshotWriter(model, task.serving_function(model), self.snapshot_root,
+                                    self.task_name, keep_last=self.keep_last)
+    self._writer.write(step)
     self.last_exported = step
 
 

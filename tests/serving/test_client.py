@@ -149,8 +149,18 @@ def test_server_killed_and_restarted_on_same_port(served):
           continue
       assert result is not None and result.version == 1
       np.testing.assert_allclose(result.outputs['y'], [[3., 3., 3.]])
+      # Once the channel reports ready, the very next call is answered.
+      restarted.stop()
+      restarted = _server(tmp_path / 'affine', port=port)
+      assert client.wait_until_ready(30)
+      assert client.predict(x).version == 1
     finally:
       restarted.stop()
+
+
+def test_wait_until_ready_without_server_returns_false():
+  with client_lib.PeerClient('127.0.0.1:%d' % _free_port(), 'depth') as client:
+    assert not client.wait_until_ready(0.5)
 
 
 def test_prefetch_results_are_keyed(served):

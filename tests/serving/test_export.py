@@ -165,3 +165,43 @@ def test_rejects_serving_fn_without_signature_or_with_clashing_output(tmp_path):
   with pytest.raises(ValueError, match='clashes'):
     export_lib.export_snapshot(module, clashing, str(tmp_path), 'affine', 2)
   assert export_lib.list_versions(str(tmp_path / 'affine')) == []
+
+
+def test_writer_traces_once_and_each_version_carries_its_weights(tmp_path):
+  module = Affine(w=1.0, b=0.0)
+  writer = export_lib.SnapshotWriter(module, module.serve, str(tmp_path), 'affine',
+                                     keep_last=None)
+  traces = []
+  for version in (10, 20, 30):
+    module.w.assign(float(version))
+    writer.write(version)
+    traces.append(writer._root.serve.experimental_get_tracing_count())
+  # The first write traces (once for the signature, once more inside the save context);
+  # later writes trace nothing: the metadata comes from variables, not constants.
+  assert traces[1:] == [traces[0]] * 2
+  times = []
+  for version in (10, 20, 30):
+    fn = tf.saved_model.load(str(tmp_path / 'affine' / str(version))).signatures[
+        'serving_default']
+    out = fn(x=tf.ones([1, 3]))
+    # y = 1 * w + 0 with w = version at the time of the write.
+    np.testing.assert_allclose(out['y'].numpy(), [[version] * 3])
+    assert int(out['snapshot_version']) == version
+    times.append(float(out['snapshot_unix_time']))
+  assert times == sorted(times)
+
+
+def test_writer_of_keras_model_serves_the_models_outputs(tmp_path):
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  inputs = tf_keras.Input([3])
+  model = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(inputs))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name='x')])
+  def serve(*args):
+    return {'y': model(args[0])}
+
+  writer = export_lib.SnapshotWriter(model, serve, str(tmp_path), 'dense')
+  path = writer.write(0)
+  x = np.array([[1., -2., 3.]], np.float32)
+  fn = tf.saved_model.load(path).signatures['serving_default']
+  np.testing.assert_allclose(fn(x=x)['y'].numpy(), model(x).numpy(), rtol=1e-6)

@@ -67,6 +67,9 @@ def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
       state['server'] = ModelServer(config, port=port, poll_wait_seconds=0.2)
       state['server'].start()
       state['server'].wait_until_version('normals', 0, timeout=60)
+      # The trainer's channel reconnects by itself within its 1 s backoff cap; waiting for it
+      # here makes "step 6's request (sent after this hook) is answered" independent of timing.
+      assert trainer.peer_source._clients['normals'].wait_until_ready(30)
 
   experiment = _experiment(tiny_world, num_steps=8)
   trainer = distributed.build_task_trainer(
