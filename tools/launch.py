@@ -34,17 +34,26 @@ flags.DEFINE_multi_string('tasks', [], 'Tasks to launch (default: every task of 
 flags.DEFINE_integer('port', 0, 'Model server port (0: pick a free one).')
 flags.DEFINE_string('host', '127.0.0.1', 'Model server bind address.')
 flags.DEFINE_float('poll_seconds', 1.0, 'Model server --file_system_poll_wait_seconds.')
-flags.DEFINE_integer('num_versions', 5, 'Versions the server keeps loaded per model.')
+flags.DEFINE_integer('num_versions', None, 'Versions the server keeps loaded per model '
+                     '(latest{num_versions}). Default: 1, or DistributedConfig.keep_snapshots '
+                     'when DistributedConfig.pin_versions asks for older versions by number.')
 flags.DEFINE_float('server_start_timeout', 120.0, 'Seconds to wait for the server to listen.')
 flags.mark_flag_as_required('run_dir')
 FLAGS = flags.FLAGS
 
 
-def experiment_task_names(gin_files, gin_bindings):
-  """Reads the experiment's task names from its gin config."""
+def experiment_serving_plan(gin_files, gin_bindings):
+  """Reads (task names, versions to keep loaded per model) from the experiment's gin config.
+
+  Trainers that take the latest peer only need the newest version loaded; pinned versions
+  (DistributedConfig.pin_versions) may be any snapshot still on disk.
+  """
+  from taskology_tf.training import distributed  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=[REPO_ROOT])
-  return experiment_lib.Experiment().task_names
+  config = distributed.DistributedConfig()
+  num_versions = config.keep_snapshots if config.pin_versions else 1
+  return experiment_lib.Experiment().task_names, num_versions
 
 
 def models_config_text(snapshot_root, tasks, num_versions):
@@ -122,14 +131,17 @@ def main(argv):
   if not FLAGS.gin_file:
     raise app.UsageError('--gin_file is required')
   run_dir = os.path.abspath(FLAGS.run_dir)
-  tasks = FLAGS.tasks or experiment_task_names(FLAGS.gin_file, FLAGS.gin_bindings)
+  experiment_tasks, num_versions = experiment_serving_plan(FLAGS.gin_file, FLAGS.gin_bindings)
+  tasks = FLAGS.tasks or experiment_tasks
+  if FLAGS.num_versions is not None:
+    num_versions = FLAGS.num_versions
   snapshot_root = os.path.join(run_dir, 'snapshots')
   os.makedirs(snapshot_root, exist_ok=True)
   for task in tasks:
     os.makedirs(os.path.join(snapshot_root, task), exist_ok=True)
   config_path = os.path.join(run_dir, 'models.config')
   with open(config_path + '.tmp', 'w') as f:
-    f.write(models_config_text(snapshot_root, tasks, FLAGS.num_versions))
+    f.write(models_config_text(snapshot_root, tasks, num_versions))
   os.replace(config_path + '.tmp', config_path)
 
   group = ProcessGroup(os.path.join(run_dir, 'logs'))

@@ -713,23 +713,24 @@ class ModelServer:
       candidates.append(version)
 
     current = state.snapshot()
-    fresh = {}
+    aspired = _aspired_versions(state.config.model_version_policy, candidates)
     while True:
-      aspired = _aspired_versions(state.config.model_version_policy, candidates)
-      to_load = [v for v in reversed(aspired) if v not in current and v not in fresh]
+      to_load = [v for v in reversed(aspired) if v not in current]
       if not to_load:
         break
-      for version in to_load:
-        loaded = self._try_load(state, version)
-        if loaded is None:
-          candidates.remove(version)
-          break  # Re-apply the policy without it (e.g. fall back to the next newest).
-        fresh[version] = loaded
+      # Newest first, and each version is served as soon as it has loaded (as TF Serving's
+      # aspired-versions manager does), not after every aspired version has: a peer that
+      # exports often must not wait behind the loads of versions already superseded.
+      version = to_load[0]
+      loaded = self._try_load(state, version)
+      if loaded is None:
+        candidates.remove(version)
+        # Re-apply the policy without it (e.g. fall back to the next newest).
+        aspired = _aspired_versions(state.config.model_version_policy, candidates)
+        continue
+      current = self._publish(state, aspired, {**current, version: loaded})
 
-    new_serving = {}
-    for version in aspired:
-      new_serving[version] = fresh.get(version) or current[version]
-    if not new_serving and current:
+    if not any(v in current for v in aspired) and current:
       # Availability first: never go from serving something to serving nothing because
       # the aspired versions vanished or failed.
       if not state.kept_without_aspired:
@@ -738,8 +739,20 @@ class ModelServer:
         state.kept_without_aspired = True
       return
     state.kept_without_aspired = False
+    self._publish(state, aspired, current)
+
+  def _publish(self, state, aspired, loaded):
+    """Serves the aspired versions among `loaded` (version -> _LoadedVersion); returns them.
+
+    Versions no longer aspired are unloaded, unless none of the aspired ones is loaded yet
+    (then `loaded` is served as it is: availability first).
+    """
+    current = state.snapshot()
+    new_serving = {v: loaded[v] for v in aspired if v in loaded}
+    if not new_serving:
+      return dict(loaded)
     if set(new_serving) == set(current):
-      return
+      return new_serving
     with state.lock:
       state.serving = new_serving
       for version in new_serving:
@@ -751,6 +764,7 @@ class ModelServer:
                    version, new_serving[version].path, new_serving[version].load_seconds)
     for version in sorted(set(current) - set(new_serving)):
       logging.info('Model %r: unloaded version %d.', state.name, version)
+    return new_serving
 
   def _try_load(self, state, version):
     """Loads a version, recording (and logging once) why it failed. None on failure."""

@@ -292,6 +292,30 @@ model_config_list {
     server_lib.load_model_config_file(str(tmp_path / 'missing.config'))
 
 
+def test_newest_version_is_served_before_older_aspired_ones_load(tmp_path, monkeypatch):
+  # latest{3} with versions 1..3 appearing at once: loads go newest first, and each version is
+  # served as soon as it has loaded, so while version 2 (then 1) loads, 3 already answers.
+  for version in (1, 2, 3):
+    export_affine(tmp_path, version, name='a')
+  config = server_lib.single_model_config('a', str(tmp_path / 'a'))
+  config.model_config_list.config[0].model_version_policy.latest.num_versions = 3
+  server = server_lib.ModelServer(config, poll_wait_seconds=0)
+  served_while_loading = {}
+  real_load = server_lib._load_version
+
+  def recording_load(version, path):
+    served_while_loading[version] = server.served_versions('a')
+    return real_load(version, path)
+
+  monkeypatch.setattr(server_lib, '_load_version', recording_load)
+  server.start()
+  try:
+    assert served_while_loading == {3: [], 2: [3], 1: [2, 3]}
+    assert server.served_versions('a') == [1, 2, 3]
+  finally:
+    server.stop()
+
+
 def test_tls(tmp_path):
   key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
   subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',

@@ -32,6 +32,9 @@ def test_launch_runs_server_and_one_trainer_per_task(tiny_world, tmp_path):
   config = text_format.Parse(open(os.path.join(run_dir, 'models.config')).read(),
                              model_server_config_pb2.ModelServerConfig())
   assert sorted(c.name for c in config.model_config_list.config) == ['depth', 'normals']
+  # Trainers take their peers' latest snapshot, so only the newest version is kept loaded.
+  assert [c.model_version_policy.latest.num_versions
+          for c in config.model_config_list.config] == [1, 1]
   for task in ('depth', 'normals'):
     with open(os.path.join(run_dir, task, 'eval_results.json')) as f:
       assert task in json.load(f)['metrics']
@@ -51,3 +54,24 @@ def test_launch_fails_when_a_trainer_fails(tiny_world, tmp_path):
                    extra=['--tasks=depth', '--tasks=normals'])
   assert result.returncode != 0
   assert 'trainer depth failed' in result.stdout or 'trainer normals failed' in result.stdout
+
+
+def test_serving_plan_keeps_snapshots_loaded_when_versions_are_pinned():
+  sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
+  try:
+    import launch  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.pop(0)
+  import gin  # pylint: disable=g-import-not-at-top
+  gin.clear_config()
+  try:
+    tasks, num_versions = launch.experiment_serving_plan([GIN_FILE], [])
+    assert (sorted(tasks), num_versions) == (['depth', 'normals'], 1)
+    # Pinned versions may be any snapshot still on disk: keep all of them loaded.
+    gin.clear_config()
+    tasks, num_versions = launch.experiment_serving_plan([GIN_FILE], [
+        'DistributedConfig.pin_versions = True', 'DistributedConfig.export_every = 10',
+        'DistributedConfig.peer_refresh_steps = 100', 'DistributedConfig.keep_snapshots = 12'])
+    assert num_versions == 12
+  finally:
+    gin.clear_config()
