@@ -180,9 +180,10 @@ class SnapshotWriter:
   snapshot metadata outputs, read from two variables) is traced at the first `write`, and
   each later `write` only assigns the version and time and serialises. For a tf_keras model
   only its variables are attached to the SavedModel's root, not the Keras object, which
-  spares tf.saved_model.save from tracing every layer's call functions (on a 48x64 U-Net
-  the export drops from ~4.5 s to ~0.6 s and the server's load from ~2.4 s to ~0.7 s).
-  The signature is all TF Serving reads, so nothing it needs is lost.
+  spares tf.saved_model.save from tracing and serialising every layer's call functions:
+  on the 48x64 Table 3 U-Net that makes an export 11x and a server load 3x faster
+  (`tools/benchmark_export.py`, BENCHMARKS.md). The signature is all TF Serving reads, so
+  nothing it needs is lost.
 
   Args:
     module: tf.Module (e.g. a tf_keras Model) owning every variable serving_fn reads. A
