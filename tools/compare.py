@@ -15,7 +15,6 @@ import _bootstrap  # pylint: disable=unused-import
 from _bootstrap import REPO_ROOT
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -23,6 +22,12 @@ import time
 
 from absl import app
 from absl import flags
+
+from taskology_tf.training.results import LOWER_IS_BETTER
+from taskology_tf.training.results import peer_staleness
+from taskology_tf.training.results import staleness_summary
+from taskology_tf.training.results import summarize
+from taskology_tf.training.results import to_markdown
 
 flags.DEFINE_multi_string('config', [], 'NAME=GIN_FILE[,GIN_FILE...]; repeat per config.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Bindings applied to every run.')
@@ -34,9 +39,6 @@ flags.DEFINE_list('distributed', [], 'Config NAMEs to run in distributed mode (t
                   'model server + one trainer per task) instead of one collective process.')
 flags.mark_flag_as_required('out_dir')
 FLAGS = flags.FLAGS
-
-LOWER_IS_BETTER = ('abs_rel', 'sq_rel', 'rmse', 'rmse_log', 'mean_angle', 'median_angle')
-
 
 def _parse_configs(specs):
   configs = []
@@ -113,50 +115,6 @@ def _follow(proc, log_path, name, seed):
   return proc.returncode
 
 
-def _mean_stderr(values):
-  n = len(values)
-  mean = sum(values) / n
-  if n < 2:
-    return mean, float('nan')
-  var = sum((v - mean) ** 2 for v in values) / (n - 1)
-  return mean, math.sqrt(var / n)
-
-
-def summarize(per_config, metrics):
-  """per_config: {name: [ {task: {metric: v}} per seed ]} -> {name: {task/metric: (mean, se, n)}}."""
-  table = {}
-  for name, runs in per_config.items():
-    cols = metrics or sorted({f'{t}/{m}' for r in runs for t, ms in r.items() for m in ms
-                              if m != 'num_pixels'})
-    table[name] = {}
-    for col in cols:
-      task, _, metric = col.partition('/')
-      values = [r[task][metric] for r in runs if task in r and metric in r[task]]
-      if values:
-        table[name][col] = (*_mean_stderr(values), len(values))
-  return table
-
-
-def to_markdown(table, title, command):
-  cols = sorted({c for row in table.values() for c in row}, key=lambda c: (c.split('/')[0], c))
-  seeds = max((v[2] for row in table.values() for v in row.values()), default=0)
-  head = ['| config | ' + ' | '.join(
-      c + (' (lower is better)' if c.split('/')[1] in LOWER_IS_BETTER else '') for c in cols) + ' |',
-          '|---' * (len(cols) + 1) + '|']
-  rows = []
-  for name, row in table.items():
-    cells = []
-    for c in cols:
-      if c in row:
-        mean, se, _ = row[c]
-        cells.append(f'{mean:.4f} ± {se:.4f}' if se == se else f'{mean:.4f}')
-      else:
-        cells.append('-')
-    rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join([f'### {title}', '', f'Mean ± standard error over {seeds} seed(s). Command:',
-                    '', '```', command, '```', ''] + head + rows) + '\n'
-
-
 def plot(table, path, title):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
@@ -190,6 +148,20 @@ def main(argv):
   table = summarize(per_config, FLAGS.metric)
   command = 'python tools/compare.py ' + ' '.join(sys.argv[1:])
   md = to_markdown(table, FLAGS.title, command)
+  staleness = {}
+  for name, _ in configs:
+    if name in FLAGS.distributed:
+      samples = {'steps': [], 'seconds': []}
+      for seed in range(FLAGS.seeds):
+        for kind, values in peer_staleness(
+            os.path.join(FLAGS.out_dir, name, f'seed_{seed}')).items():
+          samples[kind] += values
+      staleness[name] = samples
+  if staleness:
+    md += '\nPeer staleness logged by the distributed trainers (all seeds, all peers):\n\n'
+    md += ''.join(f'- {name}: {staleness_summary(s)}\n' for name, s in staleness.items())
+    with open(os.path.join(FLAGS.out_dir, 'staleness.json'), 'w') as f:
+      json.dump(staleness, f)
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   with open(os.path.join(FLAGS.out_dir, 'results.md'), 'w') as f:
     f.write(md)

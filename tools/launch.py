@@ -27,6 +27,9 @@ import time
 from absl import app
 from absl import flags
 
+from taskology_tf.training import distributed
+from taskology_tf.training import experiment as experiment_lib
+
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s) of the experiment.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Bindings applied to every trainer.')
 flags.DEFINE_string('run_dir', None, 'Run directory.')
@@ -43,31 +46,10 @@ FLAGS = flags.FLAGS
 
 
 def experiment_serving_plan(gin_files, gin_bindings):
-  """Reads (task names, versions to keep loaded per model) from the experiment's gin config.
-
-  Trainers that take the latest peer only need the newest version loaded; pinned versions
-  (DistributedConfig.pin_versions) may be any snapshot still on disk.
-  """
-  from taskology_tf.training import distributed  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  """Reads (task names, versions to keep loaded per model) from the experiment's gin config."""
   experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=[REPO_ROOT])
-  config = distributed.DistributedConfig()
-  num_versions = config.keep_snapshots if config.pin_versions else 1
-  return experiment_lib.Experiment().task_names, num_versions
-
-
-def models_config_text(snapshot_root, tasks, num_versions):
-  """A TF Serving ModelServerConfig text proto serving each task's snapshots."""
-  entries = []
-  for task in tasks:
-    entries.append(
-        '  config {\n'
-        f'    name: "{task}"\n'
-        f'    base_path: "{os.path.join(snapshot_root, task)}"\n'
-        '    model_platform: "tensorflow"\n'
-        f'    model_version_policy {{ latest {{ num_versions: {num_versions} }} }}\n'
-        '  }\n')
-  return 'model_config_list {\n' + ''.join(entries) + '}\n'
+  return (experiment_lib.Experiment().task_names,
+          distributed.versions_to_keep_loaded(distributed.DistributedConfig()))
 
 
 class ProcessGroup:
@@ -141,7 +123,7 @@ def main(argv):
     os.makedirs(os.path.join(snapshot_root, task), exist_ok=True)
   config_path = os.path.join(run_dir, 'models.config')
   with open(config_path + '.tmp', 'w') as f:
-    f.write(models_config_text(snapshot_root, tasks, num_versions))
+    f.write(distributed.models_config_text(snapshot_root, tasks, num_versions))
   os.replace(config_path + '.tmp', config_path)
 
   group = ProcessGroup(os.path.join(run_dir, 'logs'))

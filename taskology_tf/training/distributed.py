@@ -50,6 +50,33 @@ class DistributedConfig:
     self.peer_timeout_seconds = peer_timeout_seconds
 
 
+def versions_to_keep_loaded(config: DistributedConfig) -> int:
+  """How many versions per model the server should keep loaded for trainers so configured.
+
+  Trainers taking their peers' latest snapshot need only the newest one; pinned versions
+  (pin_versions) may be any snapshot still on disk, i.e. the last `keep_snapshots`.
+  """
+  return config.keep_snapshots if config.pin_versions else 1
+
+
+def models_config_text(snapshot_root: str, tasks, num_versions: int) -> str:
+  """A TF Serving ModelServerConfig text proto serving each task's snapshots.
+
+  The same file works for our ModelServer (tools/serve.py) and for tensorflow_model_server
+  (--model_config_file), with `<snapshot_root>/<task>` as each model's base path.
+  """
+  entries = []
+  for task in tasks:
+    entries.append(
+        '  config {\n'
+        f'    name: "{task}"\n'
+        f'    base_path: "{os.path.join(snapshot_root, task)}"\n'
+        '    model_platform: "tensorflow"\n'
+        f'    model_version_policy {{ latest {{ num_versions: {num_versions} }} }}\n'
+        '  }\n')
+  return 'model_config_list {\n' + ''.join(entries) + '}\n'
+
+
 class SnapshotExporter:
   """A trainer hook exporting the live task's network every `every` steps (TF Serving layout).
 

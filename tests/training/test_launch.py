@@ -9,6 +9,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from taskology_tf.training import distributed
 from tests.conftest import REPO_ROOT
 
 GIN_FILE = 'gin/experiments/synthetic/depth_normals_sim2real.gin'
@@ -57,21 +58,14 @@ def test_launch_fails_when_a_trainer_fails(tiny_world, tmp_path):
 
 
 def test_serving_plan_keeps_snapshots_loaded_when_versions_are_pinned():
-  sys.path.insert(0, os.path.join(REPO_ROOT, 'tools'))
-  try:
-    import launch  # pylint: disable=g-import-not-at-top
-  finally:
-    sys.path.pop(0)
-  import gin  # pylint: disable=g-import-not-at-top
-  gin.clear_config()
-  try:
-    tasks, num_versions = launch.experiment_serving_plan([GIN_FILE], [])
-    assert (sorted(tasks), num_versions) == (['depth', 'normals'], 1)
-    # Pinned versions may be any snapshot still on disk: keep all of them loaded.
-    gin.clear_config()
-    tasks, num_versions = launch.experiment_serving_plan([GIN_FILE], [
-        'DistributedConfig.pin_versions = True', 'DistributedConfig.export_every = 10',
-        'DistributedConfig.peer_refresh_steps = 100', 'DistributedConfig.keep_snapshots = 12'])
-    assert num_versions == 12
-  finally:
-    gin.clear_config()
+  # Trainers that take the latest peer need one version loaded; pinned versions may be any
+  # snapshot still on disk.
+  assert distributed.versions_to_keep_loaded(distributed.DistributedConfig()) == 1
+  pinned = distributed.DistributedConfig(export_every=10, peer_refresh_steps=100,
+                                         pin_versions=True, keep_snapshots=12)
+  assert distributed.versions_to_keep_loaded(pinned) == 12
+  text = distributed.models_config_text('/snap', ['depth', 'normals'], 12)
+  config = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+  assert [(c.name, c.base_path, c.model_version_policy.latest.num_versions)
+          for c in config.model_config_list.config] == [
+              ('depth', '/snap/depth', 12), ('normals', '/snap/normals', 12)]
