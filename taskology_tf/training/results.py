@@ -62,7 +62,8 @@ def peer_staleness(run_dir):
   Returns:
     {'steps': [...], 'seconds': [...]}: every `staleness_steps/<peer>` and
     `staleness_seconds/<peer>` scalar of every trainer (one sample per summary step at which
-    consistency ran; a trainer's step minus the peer snapshot's step, and the snapshot's age).
+    consistency ran): a trainer's step minus the peer snapshot's step, which is negative when
+    the peer's trainer runs ahead, and the snapshot's age in seconds, which never is.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   out = {'steps': [], 'seconds': []}
@@ -78,12 +79,12 @@ def peer_staleness(run_dir):
 
 
 def staleness_summary(samples):
-  """'median M (10th-90th percentile A-B)' for each kind of staleness sample list."""
+  """'median M <unit> (10th-90th percentile A to B, N samples)' for steps and for seconds."""
   def describe(values, unit):
     if not values:
       return f'no {unit} samples'
     values = sorted(values)
     pick = lambda q: values[min(int(q * len(values)), len(values) - 1)]
-    return (f'median {pick(0.5):.4g} {unit} (10th-90th percentile {pick(0.1):.4g}-'
+    return (f'median {pick(0.5):.4g} {unit} (10th-90th percentile {pick(0.1):.4g} to '
             f'{pick(0.9):.4g}, {len(values)} samples)')
   return f"{describe(samples['steps'], 'steps')}; {describe(samples['seconds'], 's')}"

@@ -38,5 +38,5 @@ def test_peer_staleness_reads_the_trainers_tensorboard_scalars(tmp_path):
 def test_staleness_summary_percentiles():
   # Sorted 1..10: the median pick is index 5 (6), 10th percentile index 1 (2), 90th index 9 (10).
   text = results.staleness_summary({'steps': list(range(10, 0, -1)), 'seconds': []})
-  assert text.startswith('median 6 steps (10th-90th percentile 2-10, 10 samples)')
+  assert text.startswith('median 6 steps (10th-90th percentile 2 to 10, 10 samples)')
   assert 'no s samples' in text
