@@ -17,6 +17,7 @@ from _bootstrap import REPO_ROOT
 
 import json
 import os
+import shlex
 import re
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def main(argv):
       'grpc_step_time_over_in_process': (grpc_stats['step_seconds_mean'] /
                                          local_stats['step_seconds_mean']),
       'steps': FLAGS.steps,
-      'command': 'python tools/benchmark_distributed.py ' + ' '.join(sys.argv[1:]),
+      'command': 'python tools/benchmark_distributed.py ' + shlex.join(sys.argv[1:]),
   }
   print(json.dumps(results, indent=2))
   if FLAGS.output:

@@ -16,6 +16,7 @@ from _bootstrap import REPO_ROOT
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -116,22 +117,34 @@ def _follow(proc, log_path, name, seed):
 
 
 def plot(table, path, title):
+  """One bar panel per metric (mean, stderr bars), one colour per config, a shared legend."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   cols = sorted({c for row in table.values() for c in row})
-  fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3.2), squeeze=False)
-  for ax, col in zip(axes[0], cols):
-    names = [n for n in table if col in table[n]]
-    means = [table[n][col][0] for n in names]
-    errs = [0 if table[n][col][1] != table[n][col][1] else table[n][col][1] for n in names]
-    ax.bar(range(len(names)), means, yerr=errs, capsize=4, color=['#888', '#2a7'][:len(names)])
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=20)
+  names = list(table)
+  colours = {n: plt.get_cmap('tab10')(i % 10) for i, n in enumerate(names)}
+  per_row = min(len(cols), 3)
+  rows = -(-len(cols) // per_row)
+  legend_rows = -(-len(names) // 3)
+  height = 3.0 * rows + 0.25 * legend_rows + 0.2
+  fig, axes = plt.subplots(rows, per_row, figsize=(3.6 * per_row, height), squeeze=False)
+  for ax in axes.flat[len(cols):]:
+    ax.axis('off')
+  for ax, col in zip(axes.flat, cols):
+    present = [n for n in names if col in table[n]]
+    means = [table[n][col][0] for n in present]
+    errs = [0 if table[n][col][1] != table[n][col][1] else table[n][col][1] for n in present]
+    ax.bar(range(len(present)), means, yerr=errs, capsize=4,
+           color=[colours[n] for n in present])
+    ax.set_xticks([])
     ax.set_title(col + (' (lower better)' if col.split('/')[1] in LOWER_IS_BETTER else ''),
                  fontsize=9)
+  handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in names]
+  fig.legend(handles, names, loc='lower center', ncol=min(len(names), 3), fontsize=9,
+             frameon=False)
   fig.suptitle(title)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, (0.25 * legend_rows + 0.1) / height, 1, 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
@@ -146,7 +159,7 @@ def main(argv):
                    FLAGS.gin_bindings, distributed=name in FLAGS.distributed)
         for seed in range(FLAGS.seeds)]
   table = summarize(per_config, FLAGS.metric)
-  command = 'python tools/compare.py ' + ' '.join(sys.argv[1:])
+  command = 'python tools/compare.py ' + shlex.join(sys.argv[1:])
   md = to_markdown(table, FLAGS.title, command)
   staleness = {}
   for name, _ in configs:

@@ -13,6 +13,7 @@ on ground-truth depth, ego-motion and object motion.
 import _bootstrap  # pylint: disable=unused-import
 
 import json
+import shlex
 import sys
 
 from absl import app
@@ -54,7 +55,7 @@ def main(argv):
     loss, _ = photometric({'depth': {'depth': b['depth']}, 'egomotion': motion}, batch)
     sums['photometric_static_scene'].append(float(loss))
   result = {k: float(np.mean(v)) for k, v in sums.items()}
-  result['command'] = 'python tools/relation_floor.py ' + ' '.join(sys.argv[1:])
+  result['command'] = 'python tools/relation_floor.py ' + shlex.join(sys.argv[1:])
   print(json.dumps(result, indent=2))
   return 0
 

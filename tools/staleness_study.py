@@ -12,6 +12,7 @@ import _bootstrap  # pylint: disable=unused-import
 
 import json
 import os
+import shlex
 import sys
 
 from absl import app
@@ -77,7 +78,7 @@ def main(argv):
   png = os.path.join(FLAGS.out_dir, 'staleness.png')
   plot(curves, png, FLAGS.plot_metric)
   table = compare.summarize(per_config, [FLAGS.plot_metric, 'depth/delta1'])
-  command = 'python tools/staleness_study.py ' + ' '.join(sys.argv[1:])
+  command = 'python tools/staleness_study.py ' + shlex.join(sys.argv[1:])
   md = compare.to_markdown(table, 'Staleness study (Fig. 5 analogue)', command)
   with open(os.path.join(FLAGS.out_dir, 'results.md'), 'w') as f:
     f.write(md)
