@@ -1,4 +1,5 @@
-"""A task's tf.distribute strategy: MirroredStrategy over 2 logical CPUs == the default strategy.
+"""A task's tf.distribute strategy: MirroredStrategy over 2 logical CPUs == the default strategy,
+and a snapshot of the mirrored model serves what it computes.
 
 Runs in a subprocess because logical devices must be configured before TF initialises.
 """
@@ -32,15 +33,28 @@ SCRIPT = textwrap.dedent('''
                                                         summary_every=1, image_every=0))
       trainer = exp.build_trainer(run_dir, live=['depth'])
       trainer.train()
-      return trainer.strategy.num_replicas_in_sync, [w.numpy() for w in trainer.models['depth'].weights]
+      return (trainer.strategy.num_replicas_in_sync,
+              [w.numpy() for w in trainer.models['depth'].weights], trainer)
 
-    n1, default = run(None, sys.argv[1] + '/default')
-    n2, mirrored = run(lambda: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']),
-                       sys.argv[1] + '/mirrored')
+    n1, default, _ = run(None, sys.argv[1] + '/default')
+    n2, mirrored, trainer = run(lambda: tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1']),
+                                sys.argv[1] + '/mirrored')
     assert (n1, n2) == (1, 2), (n1, n2)
     worst = max(float(np.abs(a - b).max()) for a, b in zip(default, mirrored))
     print('max weight difference', worst)
     assert worst < 1e-4, worst
+
+    # A snapshot of the mirrored model (as a distributed trainer exports it) serves what the
+    # live model computes.
+    from taskology_tf.serving.export import SnapshotWriter
+    task, model = trainer.setups['depth'].task, trainer.models['depth']
+    path = SnapshotWriter(model, task.serving_function(model), sys.argv[1] + '/snapshots',
+                          'depth').write(2)
+    image = np.random.RandomState(0).randint(0, 256, [2, H, W, 3]).astype(np.uint8)
+    served = tf.saved_model.load(path).signatures['serving_default'](image=image)
+    live = task.serving_function(model)(tf.constant(image))
+    np.testing.assert_allclose(served['depth'].numpy(), live['depth'].numpy(), rtol=1e-5)
+    assert int(served['snapshot_version']) == 2
     print('OK')
 ''')
 
