@@ -208,9 +208,8 @@ class SnapshotWriter:
     self.base_path = _join(snapshot_root, model_name)
     self.keep_last = keep_last
     self._root = tf.Module()
-    if isinstance(module, tf_keras.Model):
-      self._root.model_variables = list(module.variables)
-    else:
+    self._keras_model = module if isinstance(module, tf_keras.Model) else None
+    if self._keras_model is None:
       self._root.model = module
     if extra_outputs:
       self._root.snapshot_version = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -257,6 +256,9 @@ class SnapshotWriter:
 
     if self._concrete is None:
       self._concrete = self._root.serve.get_concrete_function()
+      if self._keras_model is not None:
+        # After the trace, so a model first built by it has its variables by now.
+        self._root.model_variables = list(self._keras_model.variables)
     if self._extra_outputs:
       self._root.snapshot_version.assign(version)
       self._root.snapshot_unix_time.assign(time.time())

@@ -205,3 +205,19 @@ def test_writer_of_keras_model_serves_the_models_outputs(tmp_path):
   x = np.array([[1., -2., 3.]], np.float32)
   fn = tf.saved_model.load(path).signatures['serving_default']
   np.testing.assert_allclose(fn(x=x)['y'].numpy(), model(x).numpy(), rtol=1e-6)
+
+
+def test_writer_of_unbuilt_keras_model_saves_the_variables_its_trace_creates(tmp_path):
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  model = tf_keras.Sequential([tf_keras.layers.Dense(2)])  # No input shape: not built yet.
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name='x')])
+  def serve(*args):
+    return {'y': model(args[0])}
+
+  writer = export_lib.SnapshotWriter(model, serve, str(tmp_path), 'dense')
+  path = writer.write(0)
+  assert len(model.variables) == 2  # Kernel and bias, created while tracing.
+  x = np.array([[1., -2., 3.]], np.float32)
+  fn = tf.saved_model.load(path).signatures['serving_default']
+  np.testing.assert_allclose(fn(x=x)['y'].numpy(), model(x).numpy(), rtol=1e-6)
