@@ -17,8 +17,8 @@ from _bootstrap import REPO_ROOT
 
 import json
 import os
-import shlex
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -115,7 +115,8 @@ def main(argv):
           experiment(), 'depth', os.path.join(work, 'grpc'), distributed.DistributedConfig(
               server=f'127.0.0.1:{port}', snapshot_root=snapshot_root, export_every=100000,
               peer_timeout_seconds=60))
-      trainer.hooks[:0] = hooks  # Time steps before the exporter runs (its final export is not a step).
+      # Time steps before the exporter runs (its final export is not a step).
+      trainer.hooks[:0] = hooks
       return trainer
     _, grpc_stats = _measure(build_grpc)
 

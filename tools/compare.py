@@ -41,6 +41,7 @@ flags.DEFINE_list('distributed', [], 'Config NAMEs to run in distributed mode (t
 flags.mark_flag_as_required('out_dir')
 FLAGS = flags.FLAGS
 
+
 def _parse_configs(specs):
   configs = []
   for spec in specs:
@@ -161,6 +162,7 @@ def main(argv):
   table = summarize(per_config, FLAGS.metric)
   command = 'python tools/compare.py ' + shlex.join(sys.argv[1:])
   md = to_markdown(table, FLAGS.title, command)
+  os.makedirs(FLAGS.out_dir, exist_ok=True)
   staleness = {}
   for name, _ in configs:
     if name in FLAGS.distributed:
@@ -175,7 +177,6 @@ def main(argv):
     md += ''.join(f'- {name}: {staleness_summary(s)}\n' for name, s in staleness.items())
     with open(os.path.join(FLAGS.out_dir, 'staleness.json'), 'w') as f:
       json.dump(staleness, f)
-  os.makedirs(FLAGS.out_dir, exist_ok=True)
   with open(os.path.join(FLAGS.out_dir, 'results.md'), 'w') as f:
     f.write(md)
   with open(os.path.join(FLAGS.out_dir, 'results.json'), 'w') as f:

@@ -116,6 +116,8 @@ def main(argv):
   experiment_tasks, num_versions = experiment_serving_plan(FLAGS.gin_file, FLAGS.gin_bindings)
   tasks = FLAGS.tasks or experiment_tasks
   if FLAGS.num_versions is not None:
+    if FLAGS.num_versions < 1:
+      raise app.UsageError(f'--num_versions must be >= 1, got {FLAGS.num_versions}')
     num_versions = FLAGS.num_versions
   snapshot_root = os.path.join(run_dir, 'snapshots')
   os.makedirs(snapshot_root, exist_ok=True)

@@ -18,7 +18,8 @@ import sys
 from absl import app
 from absl import flags
 
-import compare  # tools/compare.py: run_config, summarize, to_markdown
+import compare  # tools/compare.py: run_config
+from taskology_tf.training import results
 
 flags.DEFINE_string('gin_file', 'gin/experiments/synthetic/staleness_depth_egomotion.gin',
                     'Experiment with a STALENESS macro.')
@@ -77,9 +78,9 @@ def main(argv):
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   png = os.path.join(FLAGS.out_dir, 'staleness.png')
   plot(curves, png, FLAGS.plot_metric)
-  table = compare.summarize(per_config, [FLAGS.plot_metric, 'depth/delta1'])
+  table = results.summarize(per_config, [FLAGS.plot_metric, 'depth/delta1'])
   command = 'python tools/staleness_study.py ' + shlex.join(sys.argv[1:])
-  md = compare.to_markdown(table, 'Staleness study (Fig. 5 analogue)', command)
+  md = results.to_markdown(table, 'Staleness study (Fig. 5 analogue)', command)
   with open(os.path.join(FLAGS.out_dir, 'results.md'), 'w') as f:
     f.write(md)
   with open(os.path.join(FLAGS.out_dir, 'curves.json'), 'w') as f:

@@ -1,9 +1,9 @@
 """Peer serving: SavedModel snapshots, a TF-Serving-compatible server, a peer client.
 
-Distributed Taskology trainers export their task network every N steps
-(`SnapshotWriter`, or `export_snapshot` once), a `ModelServer` (or a stock tensorflow_model_server reading the same
-models.config) serves the newest snapshot of each task, and peers query it through
-`PeerClient` / `PrefetchingPeerClient` over TF Serving's gRPC API.
+Distributed Taskology trainers export their task network every N steps (`SnapshotWriter`;
+`export_snapshot` for a single export), a `ModelServer` (or a stock tensorflow_model_server
+reading the same models.config) serves the newest snapshot of each task, and peers query it
+through `PeerClient` / `PrefetchingPeerClient` over TF Serving's gRPC API.
 """
 
 from taskology_tf.serving.client import PeerClient

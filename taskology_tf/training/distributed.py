@@ -27,7 +27,7 @@ class DistributedConfig:
       tf.io.gfile path, gs:// included); the server's models.config points at it. Default:
       `<run_dir>/../snapshots`.
     export_every: export a snapshot every this many steps (and at the start).
-    keep_snapshots: snapshots kept per task.
+    keep_snapshots: snapshots kept per task (0: keep all).
     peer_refresh_steps: the peer version in use changes at most every this many steps.
     pin_versions: deterministic staleness: ask for exactly version
       floor(step / peer_refresh_steps) * peer_refresh_steps (export_every must divide it).
@@ -37,6 +37,14 @@ class DistributedConfig:
   def __init__(self, server: str = '127.0.0.1:8500', snapshot_root: Optional[str] = None,
                export_every: int = 100, keep_snapshots: int = 5, peer_refresh_steps: int = 1,
                pin_versions: bool = False, peer_timeout_seconds: float = 30.0):
+    for name, value, low in (('export_every', export_every, 1),
+                             ('keep_snapshots', keep_snapshots, 0),
+                             ('peer_refresh_steps', peer_refresh_steps, 1)):
+      if value < low:
+        raise ValueError(f'DistributedConfig.{name} must be >= {low}, got {value}')
+    if peer_timeout_seconds <= 0:
+      raise ValueError('DistributedConfig.peer_timeout_seconds must be > 0, got '
+                       f'{peer_timeout_seconds}')
     if pin_versions and peer_refresh_steps % export_every:
       raise ValueError(
           f'DistributedConfig: pin_versions needs export_every ({export_every}) to divide '
@@ -50,21 +58,29 @@ class DistributedConfig:
     self.peer_timeout_seconds = peer_timeout_seconds
 
 
-def versions_to_keep_loaded(config: DistributedConfig) -> int:
+def versions_to_keep_loaded(config: DistributedConfig) -> Optional[int]:
   """How many versions per model the server should keep loaded for trainers so configured.
 
   Trainers taking their peers' latest snapshot need only the newest one; pinned versions
-  (pin_versions) may be any snapshot still on disk, i.e. the last `keep_snapshots`.
+  (pin_versions) may be any snapshot still on disk, i.e. the last `keep_snapshots`, or all
+  of them (None) when keep_snapshots is 0.
   """
-  return config.keep_snapshots if config.pin_versions else 1
+  if not config.pin_versions:
+    return 1
+  return config.keep_snapshots or None
 
 
-def models_config_text(snapshot_root: str, tasks, num_versions: int) -> str:
+def models_config_text(snapshot_root: str, tasks, num_versions: Optional[int]) -> str:
   """A TF Serving ModelServerConfig text proto serving each task's snapshots.
 
   The same file works for our ModelServer (tools/serve.py) and for tensorflow_model_server
   (--model_config_file), with `<snapshot_root>/<task>` as each model's base path.
+  num_versions: serve the newest this many versions (latest policy); None serves all.
   """
+  if num_versions is not None and num_versions < 1:
+    raise ValueError(f'num_versions must be >= 1 (or None for all versions), got {num_versions}')
+  policy = ('all {}' if num_versions is None
+            else f'latest {{ num_versions: {num_versions} }}')
   entries = []
   for task in tasks:
     entries.append(
@@ -72,7 +88,7 @@ def models_config_text(snapshot_root: str, tasks, num_versions: int) -> str:
         f'    name: "{task}"\n'
         f'    base_path: "{os.path.join(snapshot_root, task)}"\n'
         '    model_platform: "tensorflow"\n'
-        f'    model_version_policy {{ latest {{ num_versions: {num_versions} }} }}\n'
+        f'    model_version_policy {{ {policy} }}\n'
         '  }\n')
   return 'model_config_list {\n' + ''.join(entries) + '}\n'
 

@@ -69,3 +69,24 @@ def test_serving_plan_keeps_snapshots_loaded_when_versions_are_pinned():
   assert [(c.name, c.base_path, c.model_version_policy.latest.num_versions)
           for c in config.model_config_list.config] == [
               ('depth', '/snap/depth', 12), ('normals', '/snap/normals', 12)]
+  # Pinned with every snapshot kept on disk (keep_snapshots=0): serve them all.
+  keep_all = distributed.DistributedConfig(export_every=10, peer_refresh_steps=100,
+                                           pin_versions=True, keep_snapshots=0)
+  assert distributed.versions_to_keep_loaded(keep_all) is None
+  config = text_format.Parse(distributed.models_config_text('/snap', ['depth'], None),
+                             model_server_config_pb2.ModelServerConfig())
+  assert config.model_config_list.config[0].model_version_policy.WhichOneof(
+      'policy_choice') == 'all'
+  with pytest.raises(ValueError, match='num_versions must be >= 1'):
+    distributed.models_config_text('/snap', ['depth'], 0)
+
+
+@pytest.mark.parametrize('kwargs, culprit', [
+    ({'export_every': 0}, 'DistributedConfig.export_every'),
+    ({'keep_snapshots': -1}, 'DistributedConfig.keep_snapshots'),
+    ({'peer_refresh_steps': 0}, 'DistributedConfig.peer_refresh_steps'),
+    ({'peer_timeout_seconds': 0}, 'DistributedConfig.peer_timeout_seconds'),
+])
+def test_distributed_config_rejects_bad_values_naming_the_binding(kwargs, culprit):
+  with pytest.raises(ValueError, match=culprit):
+    distributed.DistributedConfig(**kwargs)
