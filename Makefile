@@ -1,7 +1,7 @@
 # Two entry points on a fresh machine (Python 3.11 with venv):
 #   make demo   builds the synthetic world and runs the collective-training experiment
 #               (depth + normals, sim -> real, with and without consistency) and prints a table
-#   make test   runs the test suite
+#   make test   runs the test suite (what CI runs, after make lint)
 # Both create .venv and install the pinned stack (requirements.lock) on first use.
 
 PY := .venv/bin/python
@@ -9,20 +9,22 @@ DATA_DIR ?= data/tensorflow_datasets
 DEMO_DIR ?= runs/demo_table3_synthetic
 SEEDS ?= 1
 
-.PHONY: setup demo test benchmark-table3 clean-demo
+.PHONY: setup demo test lint format clean-demo
 
 setup: .venv/.installed
 
-.venv/.installed: requirements.lock
+# The pinned stack, then this package (editable, console scripts taskology-*) on top of it.
+.venv/.installed: requirements.lock pyproject.toml setup.py
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 demo: setup
-	$(PY) tools/build_dataset.py --dataset=synthetic_world --domain=both --height=48 --width=64 \
+	$(PY) -m taskology_tf_tools.build_dataset --dataset=synthetic_world --domain=both --height=48 --width=64 \
 	  --num_train=1000 --num_validation=50 --num_test=100 --data_dir=$(DATA_DIR)
-	$(PY) tools/compare.py --out_dir=$(DEMO_DIR) --seeds=$(SEEDS) \
+	$(PY) -m taskology_tf_tools.compare --out_dir=$(DEMO_DIR) --seeds=$(SEEDS) \
 	  --title="Table 3 analogue: synthetic sim -> real, depth + normals" \
 	  --config=baseline=gin/experiments/synthetic/depth_normals_baseline.gin \
 	  --config=consistency_warmup=gin/experiments/synthetic/depth_normals_sim2real_warmup.gin \
@@ -32,6 +34,15 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+# Style (configured in pyproject.toml): pyink formats, ruff lints. `make format` fixes both.
+lint: setup
+	.venv/bin/pyink --check --diff --quiet .
+	.venv/bin/ruff check .
+
+format: setup
+	.venv/bin/ruff check --fix --select I .
+	.venv/bin/pyink --quiet .
 
 clean-demo:
 	rm -rf $(DEMO_DIR)

@@ -1,13 +1,10 @@
 """Shared fixtures: a tiny synthetic world built once per test session."""
 
 import os
-import sys
 
 import pytest
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-  sys.path.insert(0, REPO_ROOT)
 
 TINY_HEIGHT = 16
 TINY_WIDTH = 24

@@ -12,8 +12,7 @@ Uses the synthetic Table 3 experiment (gin/experiments/synthetic/depth_normals_s
 its data (build it first: `make demo` does, or tools/build_dataset.py).
 """
 
-import _bootstrap  # pylint: disable=unused-import
-from _bootstrap import REPO_ROOT
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 import json
 import os
@@ -71,12 +70,12 @@ def _measure(build, warmup=5):
 
 def main(argv):
   del argv
-  import gin  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from taskology_tf.serving.export import export_snapshot  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training import distributed  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training.peers import StaleCopyPeers  # pylint: disable=g-import-not-at-top
+  import gin
+  import tensorflow as tf
+  from taskology_tf.serving.export import export_snapshot
+  from taskology_tf.training import distributed
+  from taskology_tf.training import experiment as experiment_lib
+  from taskology_tf.training.peers import StaleCopyPeers
 
   work = tempfile.mkdtemp(prefix='bench_distributed_')
   bindings = list(FLAGS.gin_bindings) + ['LoopConfig.checkpoint_every = 100000',
@@ -84,7 +83,7 @@ def main(argv):
 
   def experiment():
     gin.clear_config()
-    experiment_lib.parse_gin([FLAGS.gin_file], bindings, search_dirs=[REPO_ROOT])
+    experiment_lib.parse_gin([FLAGS.gin_file], bindings, search_dirs=GIN_SEARCH_DIRS)
     return experiment_lib.Experiment()
 
   exp = experiment()
@@ -96,9 +95,9 @@ def main(argv):
   weight_bytes = sum(int(tf.size(v)) * v.dtype.size for v in normals_model.weights)
 
   server = subprocess.Popen(
-      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'serve.py'), '--port=0',
+      [sys.executable, '-m', 'taskology_tf_tools.serve', '--port=0',
        '--model_name=normals', f'--model_base_path={snapshot_root}/normals'],
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO_ROOT)
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   try:
     port = None
     deadline = time.monotonic() + 120
@@ -163,5 +162,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

@@ -18,7 +18,7 @@ Then the load time of each kind of snapshot (`tf.saved_model.load`, what the mod
 on every new version), interleaved the same way. Reported: medians and their ratios to `writer`.
 """
 
-import _bootstrap  # pylint: disable=unused-import
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 import json
 import os
@@ -119,5 +119,11 @@ def main(argv):
   tf.io.gfile.rmtree(root)
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -12,18 +12,14 @@ pass is the least disturbed one). Pin to one core with `taskset -c 0` to
 match "one core" exactly; numpy here is single-threaded anyway.
 """
 
-import os
-import sys
 import time
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-  sys.path.insert(0, _REPO_ROOT)
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 
-from taskology_tf.datasets.synthetic_world import render  # pylint: disable=g-import-not-at-top
+from taskology_tf.datasets.synthetic_world import render
 from taskology_tf.datasets.synthetic_world import scene as scene_lib
 
 _HEIGHT = flags.DEFINE_integer('height', 64, 'Image rows.')
@@ -79,5 +75,11 @@ def main(argv):
     print(f'  shading only ({domain}):  {n / sec:8.1f} frames/s')
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

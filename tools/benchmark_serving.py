@@ -26,11 +26,9 @@ import tempfile
 import threading
 import time
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-  sys.path.insert(0, _REPO_ROOT)
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -72,7 +70,7 @@ def build_convnet(height, width):
 def start_server(model_base_path, threads):
   """Starts tools/serve.py on a free loopback port; returns (process, port)."""
   process = subprocess.Popen(
-      [sys.executable, os.path.join(_REPO_ROOT, 'tools', 'serve.py'), '--port=0',
+      [sys.executable, '-m', 'taskology_tf_tools.serve', '--port=0',
        '--model_name=%s' % _MODEL, '--model_base_path=%s' % model_base_path,
        '--grpc_max_threads=%d' % threads, '--file_system_poll_wait_seconds=0'],
       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -191,5 +189,11 @@ def main(argv):
         process.kill()
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

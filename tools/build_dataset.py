@@ -10,17 +10,13 @@ a build whose split sizes differ from the requested ones is an error, so a
 stale dataset is never silently reused.
 """
 
-import os
-import sys
 import time
 
 # Make `python tools/build_dataset.py` work from the repository root without
 # installing the package.
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-  sys.path.insert(0, _REPO_ROOT)
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
 
@@ -63,8 +59,8 @@ def build_synthetic_world(domain: str, height: int, width: int,
     ValueError: an existing build has other split sizes or another seed and
       `overwrite` is False.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from taskology_tf.datasets.synthetic_world import builder as sw_builder  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
+  from taskology_tf.datasets.synthetic_world import builder as sw_builder
 
   config = sw_builder.make_config(domain, height, width, num_train,
                                   num_validation, num_test, seed)
@@ -115,6 +111,12 @@ def main(argv):
     print(f'{built.builder_config.name}: {built.data_path}')
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   logging.set_verbosity(logging.INFO)
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -11,8 +11,6 @@ command continues where it stopped. The table is printed, written as Markdown
       --metric=depth/abs_rel --metric=normals/within_11_25
 """
 
-import _bootstrap  # pylint: disable=unused-import
-from _bootstrap import REPO_ROOT
 
 import json
 import os
@@ -73,7 +71,7 @@ def run_config(name, files, seed, run_dir, bindings, distributed=False):
   """
   results_path = os.path.join(run_dir, 'eval_results.json')
   tool = 'launch.py' if distributed else 'train.py'
-  cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', tool), f'--run_dir={run_dir}']
+  cmd = [sys.executable, '-m', 'taskology_tf_tools.' + tool.removesuffix('.py'), f'--run_dir={run_dir}']
   cmd += [f'--gin_file={f}' for f in files]
   cmd += [f'--gin_bindings={b}' for b in bindings] + [f'--gin_bindings=Experiment.seed={seed}']
   done_marker = os.path.join(run_dir, 'DONE')
@@ -87,7 +85,7 @@ def run_config(name, files, seed, run_dir, bindings, distributed=False):
     print(f'[{name} seed {seed}] training -> {run_dir} (log: {run_dir}/train.log)', flush=True)
     start = time.monotonic()
     with open(os.path.join(run_dir, 'train.log'), 'a') as log:
-      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+      proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
       # Echo the trainer's progress lines so a long comparison shows steps/s and ETA.
       code = _follow(proc, os.path.join(run_dir, 'train.log'), name, seed)
     if code != 0:
@@ -119,9 +117,9 @@ def _follow(proc, log_path, name, seed):
 
 def plot(table, path, title):
   """One bar panel per metric (mean, stderr bars), one colour per config, a shared legend."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   cols = sorted({c for row in table.values() for c in row})
   names = list(table)
   colours = {n: plt.get_cmap('tab10')(i % 10) for i, n in enumerate(names)}
@@ -188,5 +186,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

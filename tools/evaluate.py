@@ -4,8 +4,7 @@ r"""Evaluates the latest checkpoint of a run on the experiment's evaluation data
       --run_dir=runs/sim2real [--gin_bindings="real_test/synthetic_world_clips.split='validation'"]
 """
 
-import _bootstrap  # pylint: disable=unused-import
-from _bootstrap import REPO_ROOT
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 import json
 import os
@@ -24,7 +23,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from taskology_tf.training import experiment as experiment_lib
   if not FLAGS.gin_file:
     raise app.UsageError('--gin_file is required')
   if not os.path.isdir(os.path.join(FLAGS.run_dir, 'checkpoints')):
@@ -32,7 +31,7 @@ def main(argv):
           'tools/train.py', file=sys.stderr)
     return 2
   try:
-    experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=[REPO_ROOT])
+    experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
     trainer = experiment_lib.Experiment().build_trainer(FLAGS.run_dir)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
@@ -49,5 +48,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

@@ -14,8 +14,7 @@ Ctrl-C stops every process cleanly. The exit code is non-zero if any trainer fai
 the same command resumes every trainer from its last checkpoint.
 """
 
-import _bootstrap  # pylint: disable=unused-import
-from _bootstrap import REPO_ROOT
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 import os
 import re
@@ -47,7 +46,7 @@ FLAGS = flags.FLAGS
 
 def experiment_serving_plan(gin_files, gin_bindings):
   """Reads (task names, versions to keep loaded per model) from the experiment's gin config."""
-  experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=[REPO_ROOT])
+  experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=GIN_SEARCH_DIRS)
   return (experiment_lib.Experiment().task_names,
           distributed.versions_to_keep_loaded(distributed.DistributedConfig()))
 
@@ -64,7 +63,7 @@ class ProcessGroup:
     log_path = os.path.join(self.log_dir, f'{name}.log')
     log = open(log_path, 'a')  # pylint: disable=consider-using-with
     # Own process group: Ctrl-C reaches the launcher, which then stops children in order.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     self.procs[name] = (proc, log, log_path)
     print(f'started {name} (pid {proc.pid}), log: {log_path}', flush=True)
@@ -141,7 +140,7 @@ def main(argv):
   failed = []
   try:
     server = group.start('model_server', [
-        sys.executable, os.path.join(REPO_ROOT, 'tools', 'serve.py'), f'--port={FLAGS.port}',
+        sys.executable, '-m', 'taskology_tf_tools.serve', f'--port={FLAGS.port}',
         f'--host={FLAGS.host}', f'--model_config_file={config_path}',
         f'--file_system_poll_wait_seconds={FLAGS.poll_seconds}'])
     port = _wait_for_server(server, group.procs['model_server'][2], FLAGS.server_start_timeout)
@@ -149,7 +148,7 @@ def main(argv):
     print(f'model server at {address} serving {tasks} from {snapshot_root}', flush=True)
     trainers = {}
     for task in tasks:
-      cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'),
+      cmd = [sys.executable, '-m', 'taskology_tf_tools.train',
              f'--run_dir={os.path.join(run_dir, task)}', f'--task={task}']
       cmd += [f'--gin_file={g}' for g in FLAGS.gin_file]
       cmd += [f'--gin_bindings={b}' for b in FLAGS.gin_bindings]
@@ -167,7 +166,7 @@ def main(argv):
         print(f'model server exited with {server.returncode}; trainers keep training without '
               'consistency. Restarting it.', flush=True)
         server = group.start('model_server', [
-            sys.executable, os.path.join(REPO_ROOT, 'tools', 'serve.py'), f'--port={port}',
+            sys.executable, '-m', 'taskology_tf_tools.serve', f'--port={port}',
             f'--host={FLAGS.host}', f'--model_config_file={config_path}',
             f'--file_system_poll_wait_seconds={FLAGS.poll_seconds}'])
       if time.monotonic() - last_report > 15:
@@ -190,5 +189,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

@@ -9,8 +9,7 @@ the per-image relative spread of predicted depth (std / mean), each beside the g
       --run_dir=runs/table3_synthetic/consistency/seed_2
 """
 
-import _bootstrap  # pylint: disable=unused-import
-from _bootstrap import REPO_ROOT
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 import json
 import sys
@@ -27,9 +26,9 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
-  experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=[REPO_ROOT])
+  import numpy as np
+  from taskology_tf.training import experiment as experiment_lib
+  experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
   experiment = experiment_lib.Experiment()
   out = {}
   for run_dir in FLAGS.run_dir:
@@ -58,5 +57,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

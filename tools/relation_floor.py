@@ -10,7 +10,7 @@ Relations scored: depth-normals (Eq. 6) on ground-truth depth and normals; photo
 on ground-truth depth, ego-motion and object motion.
 """
 
-import _bootstrap  # pylint: disable=unused-import
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 import json
 import shlex
@@ -30,12 +30,12 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from taskology_tf.consistency.depth_normals import DepthNormalsConsistency  # pylint: disable=g-import-not-at-top
-  from taskology_tf.consistency.photometric import PhotometricConsistency  # pylint: disable=g-import-not-at-top
-  from taskology_tf.datasets.loader import load_synthetic_world  # pylint: disable=g-import-not-at-top
-  from taskology_tf.geometry import transforms  # pylint: disable=g-import-not-at-top
+  import numpy as np
+  import tensorflow as tf
+  from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
+  from taskology_tf.consistency.photometric import PhotometricConsistency
+  from taskology_tf.datasets.loader import load_synthetic_world
+  from taskology_tf.geometry import transforms
 
   clips = load_synthetic_world(FLAGS.domain, FLAGS.split, FLAGS.data_dir, FLAGS.height,
                                FLAGS.width).batch(16)
@@ -60,5 +60,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

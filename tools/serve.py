@@ -19,17 +19,12 @@ takes overrides through --grpc_channel_arguments, which we honour too) and
 --shutdown_grace_seconds.
 """
 
-import os
 import signal
-import sys
 import threading
 
-# `python tools/serve.py` from a checkout: make the repository importable.
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO_ROOT not in sys.path:
-  sys.path.insert(0, _REPO_ROOT)
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
-from absl import app  # pylint: disable=g-import-not-at-top
+from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
@@ -128,5 +123,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(main)
+
+
+if __name__ == '__main__':
+  run()

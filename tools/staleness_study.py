@@ -8,7 +8,7 @@ Finished runs are reused, so re-running continues where it stopped.
   python tools/staleness_study.py --out_dir=runs/staleness --staleness=0,10,100,1000 --seeds=1
 """
 
-import _bootstrap  # pylint: disable=unused-import
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 import json
 import os
@@ -18,7 +18,7 @@ import sys
 from absl import app
 from absl import flags
 
-import compare  # tools/compare.py: run_config
+from taskology_tf_tools import compare
 from taskology_tf.training import results
 
 flags.DEFINE_string('gin_file', 'gin/experiments/synthetic/staleness_depth_egomotion.gin',
@@ -42,9 +42,9 @@ def _history(run_dir, metric):
 
 
 def plot(curves, path, metric):
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib
   matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6, 4))
   colors = plt.get_cmap('viridis')
   for k, (label, runs) in enumerate(curves.items()):
@@ -90,5 +90,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

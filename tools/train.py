@@ -8,8 +8,7 @@ Distributed (one task; peers are served over gRPC; see tools/launch.py):
   python tools/train.py --gin_file=... --run_dir=runs/x --task=depth
 """
 
-import _bootstrap  # pylint: disable=unused-import
-from _bootstrap import REPO_ROOT
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 import json
 import sys
@@ -28,18 +27,18 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training.trainer import NonFiniteLossError  # pylint: disable=g-import-not-at-top
+  from taskology_tf.training import experiment as experiment_lib
+  from taskology_tf.training.trainer import NonFiniteLossError
   if not FLAGS.gin_file:
     raise app.UsageError('--gin_file is required (e.g. gin/experiments/synthetic/'
                          'depth_normals_sim2real.gin)')
   try:
-    experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=[REPO_ROOT])
+    experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
     experiment = experiment_lib.Experiment()
     if FLAGS.task is None:
       trainer = experiment.build_trainer(FLAGS.run_dir)
     else:
-      from taskology_tf.training import distributed  # pylint: disable=g-import-not-at-top
+      from taskology_tf.training import distributed
       trainer = distributed.build_task_trainer(experiment, FLAGS.task, FLAGS.run_dir)
   except (FileNotFoundError, ValueError) as e:
     logging.error('%s', e)
@@ -56,5 +55,11 @@ def main(argv):
   return 0
 
 
-if __name__ == '__main__':
+
+def run():
+  """Console-script entry point."""
   app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == '__main__':
+  run()

@@ -27,7 +27,7 @@ from taskology_tf.tasks.depth import DepthTask
 from taskology_tf.tasks.egomotion import EgomotionTask
 from taskology_tf.tasks.normals import NormalsTask
 from taskology_tf.tasks.segmentation import SegmentationTask
-from taskology_tf.training import distributed  # pylint: disable=unused-import (registers DistributedConfig)
+from taskology_tf.training import distributed  # noqa: F401  (registers DistributedConfig)
 from taskology_tf.training import peers as peers_lib
 from taskology_tf.training.trainer import LoopConfig, TaskSetup, Trainer
 

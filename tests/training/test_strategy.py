@@ -19,7 +19,6 @@ SCRIPT = textwrap.dedent('''
     cpu = tf.config.list_physical_devices('CPU')[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import tf_keras as keras
-    sys.path.insert(0, sys.argv[2])
     from tests.training.test_trainer import _clips, H, W
     from taskology_tf.tasks.depth import DepthTask
     from taskology_tf.training.experiment import Experiment, TaskConfig

@@ -1,0 +1,13 @@
+"""Package layout (everything else is in pyproject.toml).
+
+tools/ (the absl entry points) installs as the package `taskology_tf_tools`, so the console
+scripts and `python -m taskology_tf_tools.<tool>` work without any sys.path manipulation.
+"""
+
+import setuptools
+
+setuptools.setup(
+    packages=setuptools.find_packages(include=['taskology_tf', 'taskology_tf.*'])
+    + ['taskology_tf_tools'],
+    package_dir={'taskology_tf_tools': 'tools'},
+)

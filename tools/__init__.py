@@ -1,0 +1,15 @@
+"""Command-line entry points (absl), installed as `taskology_tf_tools` (see pyproject.toml).
+
+Each tool runs as a console script (`taskology-train`, ...), as `python -m
+taskology_tf_tools.<tool>`, or from a checkout as `python tools/<tool>.py`.
+"""
+
+import os
+
+# Quieter TF start-up for command-line use; an explicit setting wins.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+# The checkout this package was installed from (editable installs), where gin/ lives; relative
+# --gin_file paths are tried as given first, then here.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN_SEARCH_DIRS = [REPO_ROOT] if os.path.isdir(os.path.join(REPO_ROOT, 'gin')) else []
