@@ -14,9 +14,11 @@ TINY_WIDTH = 24
 def tiny_world(tmp_path_factory):
   """Builds both domains at 16x24 (8 train / 2 validation / 2 test clips); returns data_dir."""
   from taskology_tf.datasets.synthetic_world import builder as sw_builder  # pylint: disable=g-import-not-at-top
+
   data_dir = str(tmp_path_factory.mktemp('tfds'))
   for domain in ('sim', 'real'):
-    config = sw_builder.make_config(domain, TINY_HEIGHT, TINY_WIDTH, num_train=8,
-                                    num_validation=2, num_test=2)
+    config = sw_builder.make_config(
+        domain, TINY_HEIGHT, TINY_WIDTH, num_train=8, num_validation=2, num_test=2
+    )
     sw_builder.SyntheticWorld(config=config, data_dir=data_dir).download_and_prepare()
   return data_dir

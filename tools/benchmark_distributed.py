@@ -12,8 +12,6 @@ Uses the synthetic Table 3 experiment (gin/experiments/synthetic/depth_normals_s
 its data (build it first: `make demo` does, or tools/build_dataset.py).
 """
 
-from taskology_tf_tools import GIN_SEARCH_DIRS
-
 import json
 import os
 import re
@@ -26,8 +24,13 @@ import time
 from absl import app
 from absl import flags
 
-flags.DEFINE_string('gin_file', 'gin/experiments/synthetic/depth_normals_sim2real.gin',
-                    'Experiment (needs tasks depth and normals).')
+from taskology_tf_tools import GIN_SEARCH_DIRS
+
+flags.DEFINE_string(
+    'gin_file',
+    'gin/experiments/synthetic/depth_normals_sim2real.gin',
+    'Experiment (needs tasks depth and normals).',
+)
 flags.DEFINE_multi_string('gin_bindings', [], 'Extra bindings.')
 flags.DEFINE_integer('steps', 60, 'Measured steps per mode (after 5 warm-up steps).')
 flags.DEFINE_string('output', None, 'Write results as JSON here.')
@@ -47,8 +50,9 @@ class _StepTimer:
       self.times.append(now - self.last)
       scalars = getattr(trainer, 'last_scalars', {})
       self.waits.append(scalars.get('peer_wait_seconds', 0.0))
-      self.bytes.append(scalars.get('peer_bytes_sent', 0.0) + scalars.get(
-          'peer_bytes_received', 0.0))
+      self.bytes.append(
+          scalars.get('peer_bytes_sent', 0.0) + scalars.get('peer_bytes_received', 0.0)
+      )
     self.last = now
 
 
@@ -61,25 +65,31 @@ def _measure(build, warmup=5):
   trainer.evaluation = None
   trainer.train()
   times, waits = timer.times[warmup:], timer.waits[warmup:]
-  return trainer, {'step_seconds_mean': sum(times) / len(times),
-                   'peer_wait_seconds_mean': sum(waits) / len(waits),
-                   'wait_fraction': sum(waits) / sum(times),
-                   'bytes_per_step': ((timer.bytes[-1] - timer.bytes[warmup - 1]) /
-                                      (len(timer.bytes) - warmup)) if timer.bytes else 0.0}
+  return trainer, {
+      'step_seconds_mean': sum(times) / len(times),
+      'peer_wait_seconds_mean': sum(waits) / len(waits),
+      'wait_fraction': sum(waits) / sum(times),
+      'bytes_per_step': ((timer.bytes[-1] - timer.bytes[warmup - 1]) / (len(timer.bytes) - warmup))
+      if timer.bytes
+      else 0.0,
+  }
 
 
 def main(argv):
   del argv
-  import gin
   import tensorflow as tf
+
+  import gin
   from taskology_tf.serving.export import export_snapshot
   from taskology_tf.training import distributed
   from taskology_tf.training import experiment as experiment_lib
   from taskology_tf.training.peers import StaleCopyPeers
 
   work = tempfile.mkdtemp(prefix='bench_distributed_')
-  bindings = list(FLAGS.gin_bindings) + ['LoopConfig.checkpoint_every = 100000',
-                                         'LoopConfig.image_every = 0']
+  bindings = list(FLAGS.gin_bindings) + [
+      'LoopConfig.checkpoint_every = 100000',
+      'LoopConfig.image_every = 0',
+  ]
 
   def experiment():
     gin.clear_config()
@@ -90,14 +100,24 @@ def main(argv):
   normals_task = exp.config('normals').task
   normals_model = normals_task.build_network()
   snapshot_root = os.path.join(work, 'snapshots')
-  export_snapshot(normals_model, normals_task.serving_function(normals_model), snapshot_root,
-                  'normals', 0)
+  export_snapshot(
+      normals_model, normals_task.serving_function(normals_model), snapshot_root, 'normals', 0
+  )
   weight_bytes = sum(int(tf.size(v)) * v.dtype.size for v in normals_model.weights)
 
   server = subprocess.Popen(
-      [sys.executable, '-m', 'taskology_tf_tools.serve', '--port=0',
-       '--model_name=normals', f'--model_base_path={snapshot_root}/normals'],
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      [
+          sys.executable,
+          '-m',
+          'taskology_tf_tools.serve',
+          '--port=0',
+          '--model_name=normals',
+          f'--model_base_path={snapshot_root}/normals',
+      ],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+  )
   try:
     port = None
     deadline = time.monotonic() + 120
@@ -111,12 +131,20 @@ def main(argv):
     # (a, b) gRPC peer with prefetch.
     def build_grpc(hooks):
       trainer = distributed.build_task_trainer(
-          experiment(), 'depth', os.path.join(work, 'grpc'), distributed.DistributedConfig(
-              server=f'127.0.0.1:{port}', snapshot_root=snapshot_root, export_every=100000,
-              peer_timeout_seconds=60))
+          experiment(),
+          'depth',
+          os.path.join(work, 'grpc'),
+          distributed.DistributedConfig(
+              server=f'127.0.0.1:{port}',
+              snapshot_root=snapshot_root,
+              export_every=100000,
+              peer_timeout_seconds=60,
+          ),
+      )
       # Time steps before the exporter runs (its final export is not a step).
       trainer.hooks[:0] = hooks
       return trainer
+
     _, grpc_stats = _measure(build_grpc)
 
     # (a) In-process peer: a frozen copy of normals evaluated in this process, timed the same
@@ -136,9 +164,12 @@ def main(argv):
       exp_local = experiment()
       exp_local.peer_gradients = False
       return exp_local.build_trainer(
-          os.path.join(work, 'local'), live=['depth'],
-          peer_source=TimedCopies([normals_task], {'normals': normals_model}, 10 ** 9),
-          hooks=hooks)
+          os.path.join(work, 'local'),
+          live=['depth'],
+          peer_source=TimedCopies([normals_task], {'normals': normals_model}, 10**9),
+          hooks=hooks,
+      )
+
     _, local_stats = _measure(build_local)
   finally:
     server.terminate()
@@ -149,8 +180,9 @@ def main(argv):
       'in_process': local_stats,
       'peer_weight_bytes': weight_bytes,
       'wire_bytes_per_step_over_weight_bytes': grpc_stats['bytes_per_step'] / weight_bytes,
-      'grpc_step_time_over_in_process': (grpc_stats['step_seconds_mean'] /
-                                         local_stats['step_seconds_mean']),
+      'grpc_step_time_over_in_process': (
+          grpc_stats['step_seconds_mean'] / local_stats['step_seconds_mean']
+      ),
       'steps': FLAGS.steps,
       'command': 'python tools/benchmark_distributed.py ' + shlex.join(sys.argv[1:]),
   }
@@ -160,7 +192,6 @@ def main(argv):
     with open(FLAGS.output, 'w') as f:
       json.dump(results, f, indent=2)
   return 0
-
 
 
 def run():

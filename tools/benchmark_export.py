@@ -18,8 +18,6 @@ Then the load time of each kind of snapshot (`tf.saved_model.load`, what the mod
 on every new version), interleaved the same way. Reported: medians and their ratios to `writer`.
 """
 
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
-
 import json
 import os
 import statistics
@@ -32,6 +30,7 @@ import tensorflow as tf
 
 from taskology_tf.serving import export as export_lib
 from taskology_tf.tasks.depth import DepthTask
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 flags.DEFINE_integer('height', 48, 'Image height (the synthetic Table 3 experiment: 48).')
 flags.DEFINE_integer('width', 64, 'Image width (the synthetic Table 3 experiment: 64).')
@@ -61,8 +60,9 @@ def _keras_object_export(model, serving_fn, path, version):
 
 def main(argv):
   del argv
-  task = DepthTask(height=FLAGS.height, width=FLAGS.width, base_filters=FLAGS.base_filters,
-                   levels=4)
+  task = DepthTask(
+      height=FLAGS.height, width=FLAGS.width, base_filters=FLAGS.base_filters, levels=4
+  )
   model = task.build_network()
   serving_fn = task.serving_function(model)
   root = tempfile.mkdtemp(prefix='bench_export_')
@@ -83,8 +83,11 @@ def main(argv):
         _keras_object_export(model, serving_fn, path, r)
       export_times[method].append(time.perf_counter() - start)
       paths[method].append(path)
-    print(f'round {r}/{FLAGS.rounds}: ' + '  '.join(
-        f'{m} {export_times[m][-1]:.2f}s' for m in METHODS), flush=True)
+    print(
+        f'round {r}/{FLAGS.rounds}: '
+        + '  '.join(f'{m} {export_times[m][-1]:.2f}s' for m in METHODS),
+        flush=True,
+    )
 
   load_times = {m: [] for m in METHODS}
   for r in range(FLAGS.rounds):
@@ -93,31 +96,40 @@ def main(argv):
       tf.saved_model.load(paths[method][r])
       load_times[method].append(time.perf_counter() - start)
 
-  results = {'config': {'height': FLAGS.height, 'width': FLAGS.width,
-                        'base_filters': FLAGS.base_filters, 'rounds': FLAGS.rounds,
-                        'parameters': int(sum(v.shape.num_elements() for v in model.variables))},
-             'export_seconds_median': {m: statistics.median(v) for m, v in export_times.items()},
-             'load_seconds_median': {m: statistics.median(v) for m, v in load_times.items()}}
+  results = {
+      'config': {
+          'height': FLAGS.height,
+          'width': FLAGS.width,
+          'base_filters': FLAGS.base_filters,
+          'rounds': FLAGS.rounds,
+          'parameters': int(sum(v.shape.num_elements() for v in model.variables)),
+      },
+      'export_seconds_median': {m: statistics.median(v) for m, v in export_times.items()},
+      'load_seconds_median': {m: statistics.median(v) for m, v in load_times.items()},
+  }
   base_export = results['export_seconds_median']['writer']
   base_load = results['load_seconds_median']['writer']
   results['export_ratio_to_writer'] = {
-      m: v / base_export for m, v in results['export_seconds_median'].items()}
+      m: v / base_export for m, v in results['export_seconds_median'].items()
+  }
   results['load_ratio_to_writer'] = {
-      m: v / base_load for m, v in results['load_seconds_median'].items()}
+      m: v / base_load for m, v in results['load_seconds_median'].items()
+  }
 
   print('\n| method | export (median s) | export / writer | load (median s) | load / writer |')
   print('|---|---|---|---|---|')
   for m in METHODS:
-    print(f"| {m} | {results['export_seconds_median'][m]:.3f} | "
-          f"{results['export_ratio_to_writer'][m]:.2f}x | "
-          f"{results['load_seconds_median'][m]:.3f} | {results['load_ratio_to_writer'][m]:.2f}x |")
+    print(
+        f"| {m} | {results['export_seconds_median'][m]:.3f} | "
+        f"{results['export_ratio_to_writer'][m]:.2f}x | "
+        f"{results['load_seconds_median'][m]:.3f} | {results['load_ratio_to_writer'][m]:.2f}x |"
+    )
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
     with open(FLAGS.output, 'w') as f:
       json.dump(results, f, indent=2)
     print(f'wrote {FLAGS.output}')
   tf.io.gfile.rmtree(root)
-
 
 
 def run():

@@ -26,8 +26,6 @@ import tempfile
 import threading
 import time
 
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
-
 from absl import app
 from absl import flags
 import numpy as np
@@ -36,6 +34,7 @@ import tf_keras as keras
 
 from taskology_tf.serving import client as client_lib
 from taskology_tf.serving import export as export_lib
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 flags.DEFINE_list('batch_sizes', ['1', '4', '16'], 'Batch sizes for the latency test.')
 flags.DEFINE_integer('height', 128, 'Image height in pixels.')
@@ -58,8 +57,7 @@ def build_convnet(height, width):
   outputs = keras.layers.Conv2D(1, 3, padding='same')(x)
   model = keras.Model(inputs, outputs)
 
-  @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8,
-                                              name='image')])
+  @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8, name='image')])
   def serve(image):
     # Images enter networks as float32 in [0, 1]; the wire format is uint8.
     return {'depth': model(tf.cast(image, tf.float32) / 255.0, training=False)}
@@ -70,13 +68,22 @@ def build_convnet(height, width):
 def start_server(model_base_path, threads):
   """Starts tools/serve.py on a free loopback port; returns (process, port)."""
   process = subprocess.Popen(
-      [sys.executable, '-m', 'taskology_tf_tools.serve', '--port=0',
-       '--model_name=%s' % _MODEL, '--model_base_path=%s' % model_base_path,
-       '--grpc_max_threads=%d' % threads, '--file_system_poll_wait_seconds=0'],
-      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+      [
+          sys.executable,
+          '-m',
+          'taskology_tf_tools.serve',
+          '--port=0',
+          '--model_name=%s' % _MODEL,
+          '--model_base_path=%s' % model_base_path,
+          '--grpc_max_threads=%d' % threads,
+          '--file_system_poll_wait_seconds=0',
+      ],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL,
+      text=True,
+  )
   lines = queue.Queue()
-  threading.Thread(target=lambda: [lines.put(l) for l in process.stdout],
-                   daemon=True).start()
+  threading.Thread(target=lambda: [lines.put(l) for l in process.stdout], daemon=True).start()
   deadline = time.monotonic() + 120
   while time.monotonic() < deadline:
     try:
@@ -122,8 +129,7 @@ def latency(signature, target, batch, calls, height, width):
 def throughput(target, num_clients, batch, seconds, height, width):
   """Requests/s of `num_clients` threads calling Predict back to back."""
   images = np.zeros([batch, height, width, 3], np.uint8)
-  clients = [client_lib.PeerClient(target, _MODEL, timeout_seconds=60)
-             for _ in range(num_clients)]
+  clients = [client_lib.PeerClient(target, _MODEL, timeout_seconds=60) for _ in range(num_clients)]
   for client in clients:  # Connect and warm up outside the timed window.
     client.predict({'image': images})
   counts = [0] * num_clients
@@ -153,8 +159,10 @@ def throughput(target, num_clients, batch, seconds, height, width):
 def main(argv):
   del argv
   height, width = FLAGS.height, FLAGS.width
-  print('# benchmark_serving: %d cores, load average %s, TF %s' %
-        (os.cpu_count(), ' '.join('%.2f' % l for l in os.getloadavg()), tf.__version__))
+  print(
+      '# benchmark_serving: %d cores, load average %s, TF %s'
+      % (os.cpu_count(), ' '.join('%.2f' % l for l in os.getloadavg()), tf.__version__)
+  )
   with tempfile.TemporaryDirectory() as root:
     model, serve = build_convnet(height, width)
     path = export_lib.export_snapshot(model, serve, root, _MODEL, 1)
@@ -162,32 +170,46 @@ def main(argv):
     process, port = start_server(os.path.join(root, _MODEL), FLAGS.server_threads)
     target = '127.0.0.1:%d' % port
     try:
-      print('\n(c) latency, uint8 %dx%dx3 images, median of %d interleaved calls' %
-            (height, width, FLAGS.latency_calls))
+      print(
+          '\n(c) latency, uint8 %dx%dx3 images, median of %d interleaved calls'
+          % (height, width, FLAGS.latency_calls)
+      )
       print('| batch | in-process ms | Predict ms | ratio | request MB | response MB |')
       print('|---|---|---|---|---|---|')
       for batch in [int(b) for b in FLAGS.batch_sizes]:
         r = latency(signature, target, batch, FLAGS.latency_calls, height, width)
-        print('| %d | %.1f | %.1f | %.2f | %.2f | %.2f |' %
-              (batch, 1e3 * r['local'], 1e3 * r['rpc'], r['rpc'] / r['local'],
-               r['request_bytes'] / 1e6, r['response_bytes'] / 1e6), flush=True)
+        print(
+            '| %d | %.1f | %.1f | %.2f | %.2f | %.2f |'
+            % (
+                batch,
+                1e3 * r['local'],
+                1e3 * r['rpc'],
+                r['rpc'] / r['local'],
+                r['request_bytes'] / 1e6,
+                r['response_bytes'] / 1e6,
+            ),
+            flush=True,
+        )
 
-      print('\n(d) throughput, batch %d, %.0f s per row' %
-            (FLAGS.throughput_batch, FLAGS.throughput_seconds))
+      print(
+          '\n(d) throughput, batch %d, %.0f s per row'
+          % (FLAGS.throughput_batch, FLAGS.throughput_seconds)
+      )
       print('| clients | requests/s | images/s |')
       print('|---|---|---|')
       for num_clients in [int(c) for c in FLAGS.clients]:
-        rate = throughput(target, num_clients, FLAGS.throughput_batch,
-                          FLAGS.throughput_seconds, height, width)
-        print('| %d | %.1f | %.1f |' % (num_clients, rate, rate * FLAGS.throughput_batch),
-              flush=True)
+        rate = throughput(
+            target, num_clients, FLAGS.throughput_batch, FLAGS.throughput_seconds, height, width
+        )
+        print(
+            '| %d | %.1f | %.1f |' % (num_clients, rate, rate * FLAGS.throughput_batch), flush=True
+        )
     finally:
       process.send_signal(signal.SIGTERM)
       try:
         process.wait(timeout=30)
       except subprocess.TimeoutExpired:
         process.kill()
-
 
 
 def run():

@@ -12,38 +12,47 @@ stale dataset is never silently reused.
 
 import time
 
-# Make `python tools/build_dataset.py` work from the repository root without
-# installing the package.
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
-
 from absl import app
 from absl import flags
 from absl import logging
 
+# Make `python tools/build_dataset.py` work from the repository root without
+# installing the package.
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
+
 KNOWN_DATASETS = ('synthetic_world',)
 
-_DATASET = flags.DEFINE_string('dataset', 'synthetic_world',
-                               f'Dataset to build; one of {KNOWN_DATASETS}.')
-_DOMAIN = flags.DEFINE_enum('domain', 'real', ['sim', 'real', 'both'],
-                            'Appearance domain(s) to build.')
+_DATASET = flags.DEFINE_string(
+    'dataset', 'synthetic_world', f'Dataset to build; one of {KNOWN_DATASETS}.'
+)
+_DOMAIN = flags.DEFINE_enum(
+    'domain', 'real', ['sim', 'real', 'both'], 'Appearance domain(s) to build.'
+)
 _HEIGHT = flags.DEFINE_integer('height', 64, 'Image rows.')
 _WIDTH = flags.DEFINE_integer('width', 96, 'Image columns.')
-_NUM_TRAIN = flags.DEFINE_integer(
-    'num_train', None, 'Train examples (default: per-size default).')
+_NUM_TRAIN = flags.DEFINE_integer('num_train', None, 'Train examples (default: per-size default).')
 _NUM_VALIDATION = flags.DEFINE_integer(
-    'num_validation', None, 'Validation examples (default: per-size default).')
-_NUM_TEST = flags.DEFINE_integer(
-    'num_test', None, 'Test examples (default: per-size default).')
+    'num_validation', None, 'Validation examples (default: per-size default).'
+)
+_NUM_TEST = flags.DEFINE_integer('num_test', None, 'Test examples (default: per-size default).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Base seed of all example seeds.')
-_DATA_DIR = flags.DEFINE_string('data_dir', './data/tensorflow_datasets',
-                                'TFDS data directory to build into.')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False,
-                               'Rebuild even if the config is already built.')
+_DATA_DIR = flags.DEFINE_string(
+    'data_dir', './data/tensorflow_datasets', 'TFDS data directory to build into.'
+)
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if the config is already built.')
 
 
-def build_synthetic_world(domain: str, height: int, width: int,
-                          num_train, num_validation, num_test, seed: int,
-                          data_dir: str, overwrite: bool = False):
+def build_synthetic_world(
+    domain: str,
+    height: int,
+    width: int,
+    num_train,
+    num_validation,
+    num_test,
+    seed: int,
+    data_dir: str,
+    overwrite: bool = False,
+):
   """Builds one synthetic-world config; returns the prepared builder.
 
   Args:
@@ -60,10 +69,10 @@ def build_synthetic_world(domain: str, height: int, width: int,
       `overwrite` is False.
   """
   import tensorflow_datasets as tfds
+
   from taskology_tf.datasets.synthetic_world import builder as sw_builder
 
-  config = sw_builder.make_config(domain, height, width, num_train,
-                                  num_validation, num_test, seed)
+  config = sw_builder.make_config(domain, height, width, num_train, num_validation, num_test, seed)
   ds_builder = sw_builder.SyntheticWorld(config=config, data_dir=data_dir)
   wanted = {k: v for k, v in config.split_sizes.items() if v > 0}
   mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
@@ -78,21 +87,26 @@ def build_synthetic_world(domain: str, height: int, width: int,
       raise ValueError(
           f'{ds_builder.data_path} already holds splits {have} with seed '
           f'{have_seed}, not the requested {wanted} with seed {seed}; pass '
-          '--overwrite to rebuild.')
+          '--overwrite to rebuild.'
+      )
     else:
-      logging.info('%s already built at %s; nothing to do.', config.name,
-                   ds_builder.data_path)
+      logging.info('%s already built at %s; nothing to do.', config.name, ds_builder.data_path)
       return ds_builder
   total = sum(wanted.values())
-  logging.info('Building %s (%s examples, seed %d) into %s', config.name,
-               wanted, seed, ds_builder.data_path)
+  logging.info(
+      'Building %s (%s examples, seed %d) into %s', config.name, wanted, seed, ds_builder.data_path
+  )
   start = time.time()
   # TFDS shows a progress bar per split.
-  ds_builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(download_mode=mode))
+  ds_builder.download_and_prepare(download_config=tfds.download.DownloadConfig(download_mode=mode))
   seconds = time.time() - start
-  logging.info('Built %s: %d examples in %.1f s (%.1f examples/s).',
-               config.name, total, seconds, total / max(seconds, 1e-9))
+  logging.info(
+      'Built %s: %d examples in %.1f s (%.1f examples/s).',
+      config.name,
+      total,
+      seconds,
+      total / max(seconds, 1e-9),
+  )
   return ds_builder
 
 
@@ -100,16 +114,23 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if _DATASET.value not in KNOWN_DATASETS:
-    raise app.UsageError(f'Unknown --dataset={_DATASET.value!r}; known '
-                         f'datasets: {", ".join(KNOWN_DATASETS)}.')
+    raise app.UsageError(
+        f'Unknown --dataset={_DATASET.value!r}; known ' f'datasets: {", ".join(KNOWN_DATASETS)}.'
+    )
   domains = ('sim', 'real') if _DOMAIN.value == 'both' else (_DOMAIN.value,)
   for domain in domains:
-    built = build_synthetic_world(domain, _HEIGHT.value, _WIDTH.value,
-                                  _NUM_TRAIN.value, _NUM_VALIDATION.value,
-                                  _NUM_TEST.value, _SEED.value,
-                                  _DATA_DIR.value, _OVERWRITE.value)
+    built = build_synthetic_world(
+        domain,
+        _HEIGHT.value,
+        _WIDTH.value,
+        _NUM_TRAIN.value,
+        _NUM_VALIDATION.value,
+        _NUM_TEST.value,
+        _SEED.value,
+        _DATA_DIR.value,
+        _OVERWRITE.value,
+    )
     print(f'{built.builder_config.name}: {built.data_path}')
-
 
 
 def run():

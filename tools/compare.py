@@ -11,7 +11,6 @@ command continues where it stopped. The table is printed, written as Markdown
       --metric=depth/abs_rel --metric=normals/within_11_25
 """
 
-
 import json
 import os
 import shlex
@@ -34,8 +33,12 @@ flags.DEFINE_integer('seeds', 1, 'Seeds per config (0 .. seeds-1).')
 flags.DEFINE_string('out_dir', None, 'Where runs and results go.')
 flags.DEFINE_multi_string('metric', [], 'TASK/METRIC columns (default: every metric).')
 flags.DEFINE_string('title', 'Comparison', 'Table title.')
-flags.DEFINE_list('distributed', [], 'Config NAMEs to run in distributed mode (tools/launch.py: '
-                  'model server + one trainer per task) instead of one collective process.')
+flags.DEFINE_list(
+    'distributed',
+    [],
+    'Config NAMEs to run in distributed mode (tools/launch.py: '
+    'model server + one trainer per task) instead of one collective process.',
+)
 flags.mark_flag_as_required('out_dir')
 FLAGS = flags.FLAGS
 
@@ -71,7 +74,12 @@ def run_config(name, files, seed, run_dir, bindings, distributed=False):
   """
   results_path = os.path.join(run_dir, 'eval_results.json')
   tool = 'launch.py' if distributed else 'train.py'
-  cmd = [sys.executable, '-m', 'taskology_tf_tools.' + tool.removesuffix('.py'), f'--run_dir={run_dir}']
+  cmd = [
+      sys.executable,
+      '-m',
+      'taskology_tf_tools.' + tool.removesuffix('.py'),
+      f'--run_dir={run_dir}',
+  ]
   cmd += [f'--gin_file={f}' for f in files]
   cmd += [f'--gin_bindings={b}' for b in bindings] + [f'--gin_bindings=Experiment.seed={seed}']
   done_marker = os.path.join(run_dir, 'DONE')
@@ -89,8 +97,10 @@ def run_config(name, files, seed, run_dir, bindings, distributed=False):
       # Echo the trainer's progress lines so a long comparison shows steps/s and ETA.
       code = _follow(proc, os.path.join(run_dir, 'train.log'), name, seed)
     if code != 0:
-      raise RuntimeError(f'[{name} seed {seed}] tools/train.py exited with {code}; see '
-                         f'{run_dir}/train.log. Command: {" ".join(cmd)}')
+      raise RuntimeError(
+          f'[{name} seed {seed}] tools/train.py exited with {code}; see '
+          f'{run_dir}/train.log. Command: {" ".join(cmd)}'
+      )
     with open(done_marker, 'w') as f:
       f.write(f'{time.monotonic() - start:.1f} s\n')
   if distributed:
@@ -118,8 +128,10 @@ def _follow(proc, log_path, name, seed):
 def plot(table, path, title):
   """One bar panel per metric (mean, stderr bars), one colour per config, a shared legend."""
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   cols = sorted({c for row in table.values() for c in row})
   names = list(table)
   colours = {n: plt.get_cmap('tab10')(i % 10) for i, n in enumerate(names)}
@@ -128,20 +140,19 @@ def plot(table, path, title):
   legend_rows = -(-len(names) // 3)
   height = 3.0 * rows + 0.25 * legend_rows + 0.2
   fig, axes = plt.subplots(rows, per_row, figsize=(3.6 * per_row, height), squeeze=False)
-  for ax in axes.flat[len(cols):]:
+  for ax in axes.flat[len(cols) :]:
     ax.axis('off')
   for ax, col in zip(axes.flat, cols):
     present = [n for n in names if col in table[n]]
     means = [table[n][col][0] for n in present]
     errs = [0 if table[n][col][1] != table[n][col][1] else table[n][col][1] for n in present]
-    ax.bar(range(len(present)), means, yerr=errs, capsize=4,
-           color=[colours[n] for n in present])
+    ax.bar(range(len(present)), means, yerr=errs, capsize=4, color=[colours[n] for n in present])
     ax.set_xticks([])
-    ax.set_title(col + (' (lower better)' if col.split('/')[1] in LOWER_IS_BETTER else ''),
-                 fontsize=9)
+    ax.set_title(
+        col + (' (lower better)' if col.split('/')[1] in LOWER_IS_BETTER else ''), fontsize=9
+    )
   handles = [plt.Rectangle((0, 0), 1, 1, color=colours[n]) for n in names]
-  fig.legend(handles, names, loc='lower center', ncol=min(len(names), 3), fontsize=9,
-             frameon=False)
+  fig.legend(handles, names, loc='lower center', ncol=min(len(names), 3), fontsize=9, frameon=False)
   fig.suptitle(title)
   fig.tight_layout(rect=(0, (0.25 * legend_rows + 0.1) / height, 1, 1))
   fig.savefig(path, dpi=100)
@@ -154,9 +165,16 @@ def main(argv):
   per_config = {}
   for name, files in configs:
     per_config[name] = [
-        run_config(name, files, seed, os.path.join(FLAGS.out_dir, name, f'seed_{seed}'),
-                   FLAGS.gin_bindings, distributed=name in FLAGS.distributed)
-        for seed in range(FLAGS.seeds)]
+        run_config(
+            name,
+            files,
+            seed,
+            os.path.join(FLAGS.out_dir, name, f'seed_{seed}'),
+            FLAGS.gin_bindings,
+            distributed=name in FLAGS.distributed,
+        )
+        for seed in range(FLAGS.seeds)
+    ]
   table = summarize(per_config, FLAGS.metric)
   command = 'python tools/compare.py ' + shlex.join(sys.argv[1:])
   md = to_markdown(table, FLAGS.title, command)
@@ -167,7 +185,8 @@ def main(argv):
       samples = {'steps': [], 'seconds': []}
       for seed in range(FLAGS.seeds):
         for kind, values in peer_staleness(
-            os.path.join(FLAGS.out_dir, name, f'seed_{seed}')).items():
+            os.path.join(FLAGS.out_dir, name, f'seed_{seed}')
+        ).items():
           samples[kind] += values
       staleness[name] = samples
   if staleness:
@@ -184,7 +203,6 @@ def main(argv):
   print(md)
   print(f'plot: {os.path.join(FLAGS.out_dir, "results.png")}')
   return 0
-
 
 
 def run():

@@ -4,14 +4,14 @@ r"""Evaluates the latest checkpoint of a run on the experiment's evaluation data
       --run_dir=runs/sim2real [--gin_bindings="real_test/synthetic_world_clips.split='validation'"]
 """
 
-from taskology_tf_tools import GIN_SEARCH_DIRS
-
 import json
 import os
 import sys
 
 from absl import app
 from absl import flags
+
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s) of the run.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings applied after the files.')
@@ -24,11 +24,15 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from taskology_tf.training import experiment as experiment_lib
+
   if not FLAGS.gin_file:
     raise app.UsageError('--gin_file is required')
   if not os.path.isdir(os.path.join(FLAGS.run_dir, 'checkpoints')):
-    print(f'error: --run_dir {FLAGS.run_dir!r} has no checkpoints/ directory; train first with '
-          'tools/train.py', file=sys.stderr)
+    print(
+        f'error: --run_dir {FLAGS.run_dir!r} has no checkpoints/ directory; train first with '
+        'tools/train.py',
+        file=sys.stderr,
+    )
     return 2
   try:
     experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
@@ -46,7 +50,6 @@ def main(argv):
     with open(FLAGS.output, 'w') as f:
       json.dump({'step': step, 'metrics': results}, f, indent=2, sort_keys=True)
   return 0
-
 
 
 def run():

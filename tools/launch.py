@@ -14,8 +14,6 @@ Ctrl-C stops every process cleanly. The exit code is non-zero if any trainer fai
 the same command resumes every trainer from its last checkpoint.
 """
 
-from taskology_tf_tools import GIN_SEARCH_DIRS
-
 import os
 import re
 import signal
@@ -28,6 +26,7 @@ from absl import flags
 
 from taskology_tf.training import distributed
 from taskology_tf.training import experiment as experiment_lib
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s) of the experiment.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Bindings applied to every trainer.')
@@ -36,9 +35,13 @@ flags.DEFINE_multi_string('tasks', [], 'Tasks to launch (default: every task of 
 flags.DEFINE_integer('port', 0, 'Model server port (0: pick a free one).')
 flags.DEFINE_string('host', '127.0.0.1', 'Model server bind address.')
 flags.DEFINE_float('poll_seconds', 1.0, 'Model server --file_system_poll_wait_seconds.')
-flags.DEFINE_integer('num_versions', None, 'Versions the server keeps loaded per model '
-                     '(latest{num_versions}). Default: 1, or DistributedConfig.keep_snapshots '
-                     'when DistributedConfig.pin_versions asks for older versions by number.')
+flags.DEFINE_integer(
+    'num_versions',
+    None,
+    'Versions the server keeps loaded per model '
+    '(latest{num_versions}). Default: 1, or DistributedConfig.keep_snapshots '
+    'when DistributedConfig.pin_versions asks for older versions by number.',
+)
 flags.DEFINE_float('server_start_timeout', 120.0, 'Seconds to wait for the server to listen.')
 flags.mark_flag_as_required('run_dir')
 FLAGS = flags.FLAGS
@@ -47,8 +50,10 @@ FLAGS = flags.FLAGS
 def experiment_serving_plan(gin_files, gin_bindings):
   """Reads (task names, versions to keep loaded per model) from the experiment's gin config."""
   experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=GIN_SEARCH_DIRS)
-  return (experiment_lib.Experiment().task_names,
-          distributed.versions_to_keep_loaded(distributed.DistributedConfig()))
+  return (
+      experiment_lib.Experiment().task_names,
+      distributed.versions_to_keep_loaded(distributed.DistributedConfig()),
+  )
 
 
 class ProcessGroup:
@@ -63,8 +68,7 @@ class ProcessGroup:
     log_path = os.path.join(self.log_dir, f'{name}.log')
     log = open(log_path, 'a')  # pylint: disable=consider-using-with
     # Own process group: Ctrl-C reaches the launcher, which then stops children in order.
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     self.procs[name] = (proc, log, log_path)
     print(f'started {name} (pid {proc.pid}), log: {log_path}', flush=True)
     return proc
@@ -94,8 +98,9 @@ def _wait_for_server(proc, log_path, timeout):
     if match:
       return int(match.group(1))
     time.sleep(0.5)
-  raise RuntimeError(f'model server did not start listening within {timeout:.0f} s; see '
-                     f'{log_path}')
+  raise RuntimeError(
+      f'model server did not start listening within {timeout:.0f} s; see ' f'{log_path}'
+  )
 
 
 def _last_progress(log_path):
@@ -134,26 +139,42 @@ def main(argv):
     del signum, frame
     nonlocal interrupted
     interrupted = True
+
   signal.signal(signal.SIGINT, on_sigint)
   signal.signal(signal.SIGTERM, on_sigint)
 
   failed = []
   try:
-    server = group.start('model_server', [
-        sys.executable, '-m', 'taskology_tf_tools.serve', f'--port={FLAGS.port}',
-        f'--host={FLAGS.host}', f'--model_config_file={config_path}',
-        f'--file_system_poll_wait_seconds={FLAGS.poll_seconds}'])
+    server = group.start(
+        'model_server',
+        [
+            sys.executable,
+            '-m',
+            'taskology_tf_tools.serve',
+            f'--port={FLAGS.port}',
+            f'--host={FLAGS.host}',
+            f'--model_config_file={config_path}',
+            f'--file_system_poll_wait_seconds={FLAGS.poll_seconds}',
+        ],
+    )
     port = _wait_for_server(server, group.procs['model_server'][2], FLAGS.server_start_timeout)
     address = f'{FLAGS.host}:{port}'
     print(f'model server at {address} serving {tasks} from {snapshot_root}', flush=True)
     trainers = {}
     for task in tasks:
-      cmd = [sys.executable, '-m', 'taskology_tf_tools.train',
-             f'--run_dir={os.path.join(run_dir, task)}', f'--task={task}']
+      cmd = [
+          sys.executable,
+          '-m',
+          'taskology_tf_tools.train',
+          f'--run_dir={os.path.join(run_dir, task)}',
+          f'--task={task}',
+      ]
       cmd += [f'--gin_file={g}' for g in FLAGS.gin_file]
       cmd += [f'--gin_bindings={b}' for b in FLAGS.gin_bindings]
-      cmd += [f"--gin_bindings=DistributedConfig.server='{address}'",
-              f"--gin_bindings=DistributedConfig.snapshot_root='{snapshot_root}'"]
+      cmd += [
+          f"--gin_bindings=DistributedConfig.server='{address}'",
+          f"--gin_bindings=DistributedConfig.snapshot_root='{snapshot_root}'",
+      ]
       trainers[task] = group.start(f'trainer_{task}', cmd)
     print(f'TensorBoard: tensorboard --logdir={run_dir}', flush=True)
     last_report = 0.0
@@ -163,12 +184,23 @@ def main(argv):
       if failed or not running:
         break
       if server.poll() is not None:
-        print(f'model server exited with {server.returncode}; trainers keep training without '
-              'consistency. Restarting it.', flush=True)
-        server = group.start('model_server', [
-            sys.executable, '-m', 'taskology_tf_tools.serve', f'--port={port}',
-            f'--host={FLAGS.host}', f'--model_config_file={config_path}',
-            f'--file_system_poll_wait_seconds={FLAGS.poll_seconds}'])
+        print(
+            f'model server exited with {server.returncode}; trainers keep training without '
+            'consistency. Restarting it.',
+            flush=True,
+        )
+        server = group.start(
+            'model_server',
+            [
+                sys.executable,
+                '-m',
+                'taskology_tf_tools.serve',
+                f'--port={port}',
+                f'--host={FLAGS.host}',
+                f'--model_config_file={config_path}',
+                f'--file_system_poll_wait_seconds={FLAGS.poll_seconds}',
+            ],
+        )
       if time.monotonic() - last_report > 15:
         last_report = time.monotonic()
         for t in running:
@@ -181,13 +213,18 @@ def main(argv):
     return 130
   if failed:
     for t in failed:
-      print(f'trainer {t} failed (exit {trainers[t].returncode}); see '
-            f'{group.procs["trainer_" + t][2]}', flush=True)
+      print(
+          f'trainer {t} failed (exit {trainers[t].returncode}); see '
+          f'{group.procs["trainer_" + t][2]}',
+          flush=True,
+      )
     return 1
-  print(f'all trainers finished. Results: {run_dir}/<task>/eval_results.json; '
-        f'TensorBoard: tensorboard --logdir={run_dir}', flush=True)
+  print(
+      f'all trainers finished. Results: {run_dir}/<task>/eval_results.json; '
+      f'TensorBoard: tensorboard --logdir={run_dir}',
+      flush=True,
+  )
   return 0
-
 
 
 def run():

@@ -9,13 +9,13 @@ the per-image relative spread of predicted depth (std / mean), each beside the g
       --run_dir=runs/table3_synthetic/consistency/seed_2
 """
 
-from taskology_tf_tools import GIN_SEARCH_DIRS
-
 import json
 import sys
 
 from absl import app
 from absl import flags
+
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin file(s) of the run.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings.')
@@ -27,7 +27,9 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   import numpy as np
+
   from taskology_tf.training import experiment as experiment_lib
+
   experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
   experiment = experiment_lib.Experiment()
   out = {}
@@ -38,10 +40,16 @@ def main(argv):
     for batch in trainer.evaluation:
       gt = batch['depth'].numpy()[..., 0]
       mask = gt < FLAGS.max_depth
-      depth = trainer.setups['depth'].task.call(
-          trainer.models['depth'], {'image': batch['image']})['depth'].numpy()[..., 0]
-      normals = trainer.setups['normals'].task.call(
-          trainer.models['normals'], {'image': batch['image']})['normals'].numpy()
+      depth = (
+          trainer.setups['depth']
+          .task.call(trainer.models['depth'], {'image': batch['image']})['depth']
+          .numpy()[..., 0]
+      )
+      normals = (
+          trainer.setups['normals']
+          .task.call(trainer.models['normals'], {'image': batch['image']})['normals']
+          .numpy()
+      )
       facing += np.sum(normals[mask][:, 2] < -0.95)
       facing_gt += np.sum(batch['normals'].numpy()[mask][:, 2] < -0.95)
       count += mask.sum()
@@ -49,13 +57,14 @@ def main(argv):
         if mask[i].any():
           spread.append(depth[i][mask[i]].std() / depth[i][mask[i]].mean())
           spread_gt.append(gt[i][mask[i]].std() / gt[i][mask[i]].mean())
-    out[run_dir] = {'normals_facing_camera': facing / count,
-                    'normals_facing_camera_gt': facing_gt / count,
-                    'depth_relative_spread': float(np.mean(spread)),
-                    'depth_relative_spread_gt': float(np.mean(spread_gt))}
+    out[run_dir] = {
+        'normals_facing_camera': facing / count,
+        'normals_facing_camera_gt': facing_gt / count,
+        'depth_relative_spread': float(np.mean(spread)),
+        'depth_relative_spread_gt': float(np.mean(spread_gt)),
+    }
   print(json.dumps(out, indent=2))
   return 0
-
 
 
 def run():

@@ -10,14 +10,14 @@ Relations scored: depth-normals (Eq. 6) on ground-truth depth and normals; photo
 on ground-truth depth, ego-motion and object motion.
 """
 
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
-
 import json
 import shlex
 import sys
 
 from absl import app
 from absl import flags
+
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 flags.DEFINE_string('domain', 'real', 'sim or real.')
 flags.DEFINE_string('split', 'test', 'TFDS split.')
@@ -32,25 +32,35 @@ def main(argv):
   del argv
   import numpy as np
   import tensorflow as tf
+
   from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
   from taskology_tf.consistency.photometric import PhotometricConsistency
   from taskology_tf.datasets.loader import load_synthetic_world
   from taskology_tf.geometry import transforms
 
-  clips = load_synthetic_world(FLAGS.domain, FLAGS.split, FLAGS.data_dir, FLAGS.height,
-                               FLAGS.width).batch(16)
+  clips = load_synthetic_world(
+      FLAGS.domain, FLAGS.split, FLAGS.data_dir, FLAGS.height, FLAGS.width
+  ).batch(16)
   depth_normals = DepthNormalsConsistency(max_depth=FLAGS.max_depth)
   photometric = PhotometricConsistency()
   sums = {'depth_normals': [], 'photometric': [], 'photometric_static_scene': []}
   for b in clips:
     batch = {'image': tf.cast(b['image'], tf.float32) / 255.0, 'intrinsics': b['intrinsics']}
-    loss, _ = depth_normals({'depth': {'depth': b['depth']}, 'normals': {'normals': b['normals']}},
-                            batch)
+    loss, _ = depth_normals(
+        {'depth': {'depth': b['depth']}, 'normals': {'normals': b['normals']}}, batch
+    )
     sums['depth_normals'].append(float(loss))
-    motion = {'rotation': transforms.matrix_to_axis_angle(b['egomotion'][..., :3, :3]),
-              'translation': b['egomotion'][..., :3, 3]}
-    loss, _ = photometric({'depth': {'depth': b['depth']},
-                           'egomotion': {**motion, 'object_motion': b['object_motion']}}, batch)
+    motion = {
+        'rotation': transforms.matrix_to_axis_angle(b['egomotion'][..., :3, :3]),
+        'translation': b['egomotion'][..., :3, 3],
+    }
+    loss, _ = photometric(
+        {
+            'depth': {'depth': b['depth']},
+            'egomotion': {**motion, 'object_motion': b['object_motion']},
+        },
+        batch,
+    )
     sums['photometric'].append(float(loss))
     loss, _ = photometric({'depth': {'depth': b['depth']}, 'egomotion': motion}, batch)
     sums['photometric_static_scene'].append(float(loss))
@@ -58,7 +68,6 @@ def main(argv):
   result['command'] = 'python tools/relation_floor.py ' + shlex.join(sys.argv[1:])
   print(json.dumps(result, indent=2))
   return 0
-
 
 
 def run():

@@ -22,44 +22,65 @@ takes overrides through --grpc_channel_arguments, which we honour too) and
 import signal
 import threading
 
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
-
 from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
 
 from taskology_tf.serving import server as server_lib
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 flags.DEFINE_integer('port', 8500, 'Port to listen on for gRPC (0 picks a free port).')
-flags.DEFINE_string('host', '127.0.0.1',
-                    'Address to bind. tensorflow_model_server binds 0.0.0.0; pass '
-                    '--host=0.0.0.0 to serve peers on other machines.')
-flags.DEFINE_string('model_config_file', '',
-                    'If non-empty, read an ascii ModelServerConfig protobuf from this file '
-                    'and serve its models (then --model_name/--model_base_path are '
-                    'ignored).')
-flags.DEFINE_integer('model_config_file_poll_wait_seconds', 0,
-                     'Seconds between re-reads of --model_config_file; 0 reads it once.')
-flags.DEFINE_string('model_name', 'default',
-                    'Name of the model (ignored if --model_config_file is set).')
-flags.DEFINE_string('model_base_path', '',
-                    'Path holding the numeric version directories (ignored if '
-                    '--model_config_file is set, otherwise required).')
-flags.DEFINE_float('file_system_poll_wait_seconds', 1,
-                   'Seconds between polls of the file system for new model versions; '
-                   '0 polls once at start-up.')
-flags.DEFINE_string('ssl_config_file', '',
-                    'If non-empty, read an ascii SSLConfig protobuf (server_key, '
-                    'server_cert, custom_ca, client_verify; PEM contents) and serve TLS.')
-flags.DEFINE_string('grpc_channel_arguments', '',
-                    'Comma-separated key=value gRPC server arguments, e.g. '
-                    'grpc.max_connection_age_ms=2000.')
+flags.DEFINE_string(
+    'host',
+    '127.0.0.1',
+    'Address to bind. tensorflow_model_server binds 0.0.0.0; pass '
+    '--host=0.0.0.0 to serve peers on other machines.',
+)
+flags.DEFINE_string(
+    'model_config_file',
+    '',
+    'If non-empty, read an ascii ModelServerConfig protobuf from this file '
+    'and serve its models (then --model_name/--model_base_path are '
+    'ignored).',
+)
+flags.DEFINE_integer(
+    'model_config_file_poll_wait_seconds',
+    0,
+    'Seconds between re-reads of --model_config_file; 0 reads it once.',
+)
+flags.DEFINE_string(
+    'model_name', 'default', 'Name of the model (ignored if --model_config_file is set).'
+)
+flags.DEFINE_string(
+    'model_base_path',
+    '',
+    'Path holding the numeric version directories (ignored if '
+    '--model_config_file is set, otherwise required).',
+)
+flags.DEFINE_float(
+    'file_system_poll_wait_seconds',
+    1,
+    'Seconds between polls of the file system for new model versions; ' '0 polls once at start-up.',
+)
+flags.DEFINE_string(
+    'ssl_config_file',
+    '',
+    'If non-empty, read an ascii SSLConfig protobuf (server_key, '
+    'server_cert, custom_ca, client_verify; PEM contents) and serve TLS.',
+)
+flags.DEFINE_string(
+    'grpc_channel_arguments',
+    '',
+    'Comma-separated key=value gRPC server arguments, e.g. ' 'grpc.max_connection_age_ms=2000.',
+)
 flags.DEFINE_integer('grpc_max_threads', 8, 'gRPC threads handling requests.')
-flags.DEFINE_integer('grpc_max_message_bytes', 64 << 20,
-                     'Maximum gRPC message size, both directions.')
-flags.DEFINE_float('shutdown_grace_seconds', 5.0,
-                   'Seconds in-flight requests get to finish at shutdown.')
+flags.DEFINE_integer(
+    'grpc_max_message_bytes', 64 << 20, 'Maximum gRPC message size, both directions.'
+)
+flags.DEFINE_float(
+    'shutdown_grace_seconds', 5.0, 'Seconds in-flight requests get to finish at shutdown.'
+)
 FLAGS = flags.FLAGS
 
 
@@ -86,7 +107,8 @@ def main(argv):
       max_message_bytes=FLAGS.grpc_max_message_bytes,
       server_credentials=credentials,
       max_workers=FLAGS.grpc_max_threads,
-      grpc_options=server_lib.parse_grpc_channel_arguments(FLAGS.grpc_channel_arguments))
+      grpc_options=server_lib.parse_grpc_channel_arguments(FLAGS.grpc_channel_arguments),
+  )
 
   stop = threading.Event()
 
@@ -121,7 +143,6 @@ def main(argv):
       logging.error('Not reloading %s: %s', FLAGS.model_config_file, e)
   server.stop(grace=FLAGS.shutdown_grace_seconds)
   return 0
-
 
 
 def run():

@@ -8,8 +8,6 @@ Finished runs are reused, so re-running continues where it stopped.
   python tools/staleness_study.py --out_dir=runs/staleness --staleness=0,10,100,1000 --seeds=1
 """
 
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
-
 import json
 import os
 import shlex
@@ -18,11 +16,15 @@ import sys
 from absl import app
 from absl import flags
 
-from taskology_tf_tools import compare
 from taskology_tf.training import results
+import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
+from taskology_tf_tools import compare
 
-flags.DEFINE_string('gin_file', 'gin/experiments/synthetic/staleness_depth_egomotion.gin',
-                    'Experiment with a STALENESS macro.')
+flags.DEFINE_string(
+    'gin_file',
+    'gin/experiments/synthetic/staleness_depth_egomotion.gin',
+    'Experiment with a STALENESS macro.',
+)
 flags.DEFINE_list('staleness', ['0', '10', '100', '1000'], 'Peer refresh periods (steps).')
 flags.DEFINE_string('plot_metric', 'depth/abs_rel', 'TASK/METRIC to plot against step.')
 FLAGS = flags.FLAGS
@@ -43,15 +45,18 @@ def _history(run_dir, metric):
 
 def plot(curves, path, metric):
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   fig, ax = plt.subplots(figsize=(6, 4))
   colors = plt.get_cmap('viridis')
   for k, (label, runs) in enumerate(curves.items()):
     color = colors(k / max(len(curves) - 1, 1))
     for i, (steps, values) in enumerate(runs):  # One line per seed, one colour per staleness.
-      ax.plot(steps, values, label=label if i == 0 else None, color=color,
-              alpha=1.0 if i == 0 else 0.5)
+      ax.plot(
+          steps, values, label=label if i == 0 else None, color=color, alpha=1.0 if i == 0 else 0.5
+      )
   ax.set_xlabel('training step')
   ax.set_ylabel(metric + ' (lower is better)')
   ax.set_title('Peer staleness vs depth error (synthetic world, real domain)')
@@ -71,8 +76,15 @@ def main(argv):
     curves[f'staleness {int(s)}'] = []
     for seed in range(FLAGS.seeds):
       run_dir = os.path.join(FLAGS.out_dir, name, f'seed_{seed}')
-      runs.append(compare.run_config(name, [FLAGS.gin_file], seed, run_dir,
-                                     list(FLAGS.gin_bindings) + [f'STALENESS = {int(s)}']))
+      runs.append(
+          compare.run_config(
+              name,
+              [FLAGS.gin_file],
+              seed,
+              run_dir,
+              list(FLAGS.gin_bindings) + [f'STALENESS = {int(s)}'],
+          )
+      )
       curves[f'staleness {int(s)}'].append(_history(run_dir, FLAGS.plot_metric))
     per_config[name] = runs
   os.makedirs(FLAGS.out_dir, exist_ok=True)
@@ -88,7 +100,6 @@ def main(argv):
   print(md)
   print(f'plot: {png}')
   return 0
-
 
 
 def run():

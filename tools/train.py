@@ -8,14 +8,14 @@ Distributed (one task; peers are served over gRPC; see tools/launch.py):
   python tools/train.py --gin_file=... --run_dir=runs/x --task=depth
 """
 
-from taskology_tf_tools import GIN_SEARCH_DIRS
-
 import json
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+
+from taskology_tf_tools import GIN_SEARCH_DIRS
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s), applied in order.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings applied after the files.')
@@ -29,9 +29,11 @@ def main(argv):
   del argv
   from taskology_tf.training import experiment as experiment_lib
   from taskology_tf.training.trainer import NonFiniteLossError
+
   if not FLAGS.gin_file:
-    raise app.UsageError('--gin_file is required (e.g. gin/experiments/synthetic/'
-                         'depth_normals_sim2real.gin)')
+    raise app.UsageError(
+        '--gin_file is required (e.g. gin/experiments/synthetic/' 'depth_normals_sim2real.gin)'
+    )
   try:
     experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
     experiment = experiment_lib.Experiment()
@@ -39,6 +41,7 @@ def main(argv):
       trainer = experiment.build_trainer(FLAGS.run_dir)
     else:
       from taskology_tf.training import distributed
+
       trainer = distributed.build_task_trainer(experiment, FLAGS.task, FLAGS.run_dir)
   except (FileNotFoundError, ValueError) as e:
     logging.error('%s', e)
@@ -53,7 +56,6 @@ def main(argv):
   experiment_lib.write_operative_config(FLAGS.run_dir)
   print(json.dumps(results, indent=2, sort_keys=True))
   return 0
-
 
 
 def run():

@@ -15,21 +15,24 @@ from taskology_tf.datasets.synthetic_world import builder as sw_builder
 DEFAULT_DATA_DIR = os.path.join('data', 'tensorflow_datasets')
 
 
-def synthetic_world_build_command(domain: str, height: int, width: int,
-                                  data_dir: str) -> str:
+def synthetic_world_build_command(domain: str, height: int, width: int, data_dir: str) -> str:
   """The shell command (run from the repository root) that builds a config."""
-  return ('python tools/build_dataset.py --dataset=synthetic_world '
-          f'--domain={domain} --height={int(height)} --width={int(width)} '
-          f'--data_dir={data_dir}')
+  return (
+      'python tools/build_dataset.py --dataset=synthetic_world '
+      f'--domain={domain} --height={int(height)} --width={int(width)} '
+      f'--data_dir={data_dir}'
+  )
 
 
-def load_synthetic_world(domain: str,
-                         split: str,
-                         data_dir: str = DEFAULT_DATA_DIR,
-                         height: int = 64,
-                         width: int = 96,
-                         shuffle_files: bool = False,
-                         read_config=None) -> tf.data.Dataset:
+def load_synthetic_world(
+    domain: str,
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 64,
+    width: int = 96,
+    shuffle_files: bool = False,
+    read_config=None,
+) -> tf.data.Dataset:
   """Loads a built synthetic-world split.
 
   Args:
@@ -69,13 +72,10 @@ def load_synthetic_world(domain: str,
     raise FileNotFoundError(
         f'Synthetic world {config.name!r} is not built: no prepared dataset '
         f'in {os.fspath(builder.data_path)}. Build it (from the repository '
-        'root) with:\n  ' +
-        synthetic_world_build_command(domain, height, width, data_dir))
+        'root) with:\n  ' + synthetic_world_build_command(domain, height, width, data_dir)
+    )
   if shuffle_files:
-    read_config = dataclasses.replace(read_config or tfds.ReadConfig(),
-                                      enable_ordering_guard=False)
+    read_config = dataclasses.replace(read_config or tfds.ReadConfig(), enable_ordering_guard=False)
   return builder.as_dataset(
-      split=split,
-      shuffle_files=shuffle_files,
-      as_supervised=False,
-      read_config=read_config)
+      split=split, shuffle_files=shuffle_files, as_supervised=False, read_config=read_config
+  )

@@ -42,43 +42,43 @@ _EPS_SQ = 1e-24
 
 
 def safe_normalize(vectors, axis=-1):
-    """Normalises vectors to unit length; zero vectors map to zero.
+  """Normalises vectors to unit length; zero vectors map to zero.
 
-    Uses x / sqrt(max(|x|^2, eps)), whose gradient is finite (0 through the
-    max) at x = 0, unlike tf.math.l2_normalize's sqrt at its epsilon.
+  Uses x / sqrt(max(|x|^2, eps)), whose gradient is finite (0 through the
+  max) at x = 0, unlike tf.math.l2_normalize's sqrt at its epsilon.
 
-    Args:
-      vectors: [..., 3] float32 (any units).
-      axis: the component axis.
+  Args:
+    vectors: [..., 3] float32 (any units).
+    axis: the component axis.
 
-    Returns:
-      Same shape float32, unit vectors (or zeros).
-    """
-    norm_sq = tf.reduce_sum(tf.square(vectors), axis=axis, keepdims=True)
-    return vectors * tf.math.rsqrt(tf.maximum(norm_sq, _EPS_SQ))
+  Returns:
+    Same shape float32, unit vectors (or zeros).
+  """
+  norm_sq = tf.reduce_sum(tf.square(vectors), axis=axis, keepdims=True)
+  return vectors * tf.math.rsqrt(tf.maximum(norm_sq, _EPS_SQ))
 
 
 def depth_to_normals(depth, intrinsics):
-    """Per-pixel unit normals from a depth map (see module docstring).
+  """Per-pixel unit normals from a depth map (see module docstring).
 
-    Points are obtained with `camera.unproject`, edge-padded by one pixel,
-    differenced centrally along u and v, and crossed:
-    n = -normalize(dP/du x dP/dv), then flipped where needed so n . P < 0.
+  Points are obtained with `camera.unproject`, edge-padded by one pixel,
+  differenced centrally along u and v, and crossed:
+  n = -normalize(dP/du x dP/dv), then flipped where needed so n . P < 0.
 
-    Args:
-      depth: [B, H, W, 1] float32, metres (camera-frame z).
-      intrinsics: [B, 3, 3] float32, pixels: K.
+  Args:
+    depth: [B, H, W, 1] float32, metres (camera-frame z).
+    intrinsics: [B, 3, 3] float32, pixels: K.
 
-    Returns:
-      [B, H, W, 3] float32 unit normals in the camera frame, facing the
-      camera (n . ray < 0).
-    """
-    points = camera.unproject(depth, intrinsics)  # [B, H, W, 3]
-    padded = tf.pad(points, [[0, 0], [1, 1], [1, 1], [0, 0]], mode='SYMMETRIC')
-    # SYMMETRIC padding by one repeats the edge row/column (edge padding).
-    d_du = 0.5 * (padded[:, 1:-1, 2:, :] - padded[:, 1:-1, :-2, :])
-    d_dv = 0.5 * (padded[:, 2:, 1:-1, :] - padded[:, :-2, 1:-1, :])
-    normals = -tf.linalg.cross(d_du, d_dv)
-    facing = tf.reduce_sum(normals * points, axis=-1, keepdims=True)
-    normals = tf.where(facing > 0.0, -normals, normals)
-    return safe_normalize(normals)
+  Returns:
+    [B, H, W, 3] float32 unit normals in the camera frame, facing the
+    camera (n . ray < 0).
+  """
+  points = camera.unproject(depth, intrinsics)  # [B, H, W, 3]
+  padded = tf.pad(points, [[0, 0], [1, 1], [1, 1], [0, 0]], mode='SYMMETRIC')
+  # SYMMETRIC padding by one repeats the edge row/column (edge padding).
+  d_du = 0.5 * (padded[:, 1:-1, 2:, :] - padded[:, 1:-1, :-2, :])
+  d_dv = 0.5 * (padded[:, 2:, 1:-1, :] - padded[:, :-2, 1:-1, :])
+  normals = -tf.linalg.cross(d_du, d_dv)
+  facing = tf.reduce_sum(normals * points, axis=-1, keepdims=True)
+  normals = tf.where(facing > 0.0, -normals, normals)
+  return safe_normalize(normals)

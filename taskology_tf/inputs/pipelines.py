@@ -14,8 +14,9 @@ LABEL_KEYS = ('depth', 'normals', 'semantics')
 
 def _hash_fraction(index: tf.Tensor, seed: int) -> tf.Tensor:
   """A deterministic pseudo-random number in [0, 1) per example index (stateless)."""
-  return tf.random.stateless_uniform([], seed=tf.stack([tf.cast(index, tf.int64),
-                                                        tf.constant(seed, tf.int64)]))
+  return tf.random.stateless_uniform(
+      [], seed=tf.stack([tf.cast(index, tf.int64), tf.constant(seed, tf.int64)])
+  )
 
 
 def label_fraction_subset(clips: tf.data.Dataset, fraction: float, seed: int = 0):
@@ -28,8 +29,9 @@ def label_fraction_subset(clips: tf.data.Dataset, fraction: float, seed: int = 0
     raise ValueError(f'label_fraction must be in [0, 1], got {fraction}')
   if fraction >= 1.0:
     return clips
-  return clips.enumerate().filter(
-      lambda i, _: _hash_fraction(i, seed) < fraction).map(lambda _, x: x)
+  return (
+      clips.enumerate().filter(lambda i, _: _hash_fraction(i, seed) < fraction).map(lambda _, x: x)
+  )
 
 
 def clips_to_frames(clips: tf.data.Dataset, frames: Optional[Sequence[int]] = None):
@@ -39,6 +41,7 @@ def clips_to_frames(clips: tf.data.Dataset, frames: Optional[Sequence[int]] = No
     clips: dataset of clips.
     frames: which frame indices of each clip to keep (None: all).
   """
+
   def split(clip):
     num = tf.shape(clip['image'])[0]
     idx = tf.range(num) if frames is None else tf.constant(list(frames), tf.int32)
@@ -48,12 +51,18 @@ def clips_to_frames(clips: tf.data.Dataset, frames: Optional[Sequence[int]] = No
         out[key] = tf.gather(clip[key], idx)
     out['intrinsics'] = tf.repeat(clip['intrinsics'][None], tf.shape(idx)[0], axis=0)
     return tf.data.Dataset.from_tensor_slices(out)
+
   return clips.flat_map(split)
 
 
-def dedicated_dataset(clips: Optional[tf.data.Dataset], batch_size: int,
-                      label_fraction: float = 1.0, frames: Optional[Sequence[int]] = None,
-                      seed: int = 0, shuffle_buffer: int = 512) -> Optional[tf.data.Dataset]:
+def dedicated_dataset(
+    clips: Optional[tf.data.Dataset],
+    batch_size: int,
+    label_fraction: float = 1.0,
+    frames: Optional[Sequence[int]] = None,
+    seed: int = 0,
+    shuffle_buffer: int = 512,
+) -> Optional[tf.data.Dataset]:
   """Endless, shuffled batches of labelled frames, or None for an empty dedicated set.
 
   Args:
@@ -67,8 +76,13 @@ def dedicated_dataset(clips: Optional[tf.data.Dataset], batch_size: int,
   if clips is None or label_fraction == 0.0:
     return None
   frames_ds = clips_to_frames(label_fraction_subset(clips, label_fraction, seed), frames)
-  return (frames_ds.cache().shuffle(shuffle_buffer, seed=seed).repeat()
-          .batch(batch_size, drop_remainder=True).prefetch(2))
+  return (
+      frames_ds.cache()
+      .shuffle(shuffle_buffer, seed=seed)
+      .repeat()
+      .batch(batch_size, drop_remainder=True)
+      .prefetch(2)
+  )
 
 
 def strip_labels(clip):
@@ -76,9 +90,13 @@ def strip_labels(clip):
   return {'image': clip['image'], 'intrinsics': clip['intrinsics']}
 
 
-def mediator_dataset(clips: tf.data.Dataset, batch_size: int,
-                     frames: Optional[Sequence[int]] = None, seed: int = 0,
-                     shuffle_buffer: int = 256) -> tf.data.Dataset:
+def mediator_dataset(
+    clips: tf.data.Dataset,
+    batch_size: int,
+    frames: Optional[Sequence[int]] = None,
+    seed: int = 0,
+    shuffle_buffer: int = 256,
+) -> tf.data.Dataset:
   """Endless, shuffled batches of unlabelled clips: image uint8 [B, T, H, W, 3], intrinsics.
 
   Labels are dropped here, so no consistency relation can see ground truth by accident.
@@ -90,18 +108,29 @@ def mediator_dataset(clips: tf.data.Dataset, batch_size: int,
     seed: shuffling seed.
     shuffle_buffer: shuffle buffer in clips.
   """
+
   def select(clip):
     clip = strip_labels(clip)
     if frames is not None:
       clip['image'] = tf.gather(clip['image'], list(frames))
     return clip
-  return (clips.map(select).cache().shuffle(shuffle_buffer, seed=seed).repeat()
-          .batch(batch_size, drop_remainder=True).prefetch(2))
+
+  return (
+      clips.map(select)
+      .cache()
+      .shuffle(shuffle_buffer, seed=seed)
+      .repeat()
+      .batch(batch_size, drop_remainder=True)
+      .prefetch(2)
+  )
 
 
-def evaluation_dataset(clips: tf.data.Dataset, batch_size: int,
-                       frames: Optional[Sequence[int]] = None,
-                       max_examples: Optional[int] = None) -> tf.data.Dataset:
+def evaluation_dataset(
+    clips: tf.data.Dataset,
+    batch_size: int,
+    frames: Optional[Sequence[int]] = None,
+    max_examples: Optional[int] = None,
+) -> tf.data.Dataset:
   """One ordered pass over labelled frames for evaluation."""
   if max_examples is not None:
     clips = clips.take(max_examples)
@@ -124,15 +153,17 @@ class MixingSchedule:
       that no task is asked to agree with peers that are still random.
   """
 
-  def __init__(self, mode: str = 'alternate', mediator_every: int = 1,
-               consistency_start_step: int = 0):
+  def __init__(
+      self, mode: str = 'alternate', mediator_every: int = 1, consistency_start_step: int = 0
+  ):
     if mode not in ('alternate', 'joint'):
       raise ValueError(f'MixingSchedule: mode must be "alternate" or "joint", got {mode!r}')
     if mediator_every < 1:
       raise ValueError(f'MixingSchedule: mediator_every must be >= 1, got {mediator_every}')
     if consistency_start_step < 0:
-      raise ValueError('MixingSchedule: consistency_start_step must be >= 0, got '
-                       f'{consistency_start_step}')
+      raise ValueError(
+          'MixingSchedule: consistency_start_step must be >= 0, got ' f'{consistency_start_step}'
+      )
     self.mode = mode
     self.mediator_every = mediator_every
     self.consistency_start_step = consistency_start_step

@@ -21,8 +21,9 @@ class DepthMetrics:
       for scale-ambiguous (self-supervised) depth.
   """
 
-  def __init__(self, min_depth: float = 1e-3, max_depth: float = 80.0,
-               median_scaling: bool = False):
+  def __init__(
+      self, min_depth: float = 1e-3, max_depth: float = 80.0, median_scaling: bool = False
+  ):
     self.min_depth = min_depth
     self.max_depth = max_depth
     self.median_scaling = median_scaling
@@ -57,7 +58,7 @@ class DepthMetrics:
       self._sums['sq_err'] += np.sum((g - p) ** 2)
       self._sums['sq_log_err'] += np.sum((np.log(g) - np.log(p)) ** 2)
       for k, name in ((1, 'd1'), (2, 'd2'), (3, 'd3')):
-        self._sums[name] += np.sum(ratio < 1.25 ** k)
+        self._sums[name] += np.sum(ratio < 1.25**k)
       self._count += g.size
 
   def result(self) -> Dict[str, float]:

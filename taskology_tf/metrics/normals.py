@@ -52,8 +52,11 @@ class NormalsMetrics:
     n = max(self._count, 1)
     cdf = np.cumsum(self._hist)
     median_bin = int(np.searchsorted(cdf, (self._count + 1) / 2.0))
-    out = {'mean_angle': self._sum / n, 'median_angle': (median_bin + 0.5) * _BIN_DEG,
-           'num_pixels': float(self._count)}
+    out = {
+        'mean_angle': self._sum / n,
+        'median_angle': (median_bin + 0.5) * _BIN_DEG,
+        'num_pixels': float(self._count),
+    }
     for threshold, name in ((11.25, 'within_11_25'), (22.5, 'within_22_5'), (30.0, 'within_30')):
       out[name] = 100.0 * cdf[int(round(threshold / _BIN_DEG)) - 1] / n
     return out

@@ -25,8 +25,9 @@ class SegmentationMetrics:
     pred = np.asarray(pred_labels).astype(np.int64).ravel()
     valid = (gt >= 0) & (gt < self.num_classes)
     idx = gt[valid] * self.num_classes + pred[valid]
-    self._confusion += np.bincount(idx, minlength=self.num_classes ** 2).reshape(
-        self.num_classes, self.num_classes)
+    self._confusion += np.bincount(idx, minlength=self.num_classes**2).reshape(
+        self.num_classes, self.num_classes
+    )
 
   def result(self) -> Dict[str, float]:
     """Returns miou (over classes present in gt or pred) and pixel_accuracy."""

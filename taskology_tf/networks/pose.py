@@ -41,14 +41,21 @@ def build_pose_net(
   x = keras.layers.Concatenate(name=f'{name}_pair')([image_a, image_b])
   for level in range(levels):
     x = keras.layers.Conv2D(
-        base_filters * 2 ** min(level, 3), 3, strides=2, padding='same', activation='relu',
-        name=f'{name}_conv{level}')(x)
+        base_filters * 2 ** min(level, 3),
+        3,
+        strides=2,
+        padding='same',
+        activation='relu',
+        name=f'{name}_conv{level}',
+    )(x)
   x = keras.layers.GlobalAveragePooling2D(name=f'{name}_pool')(x)
   # Zero-initialised output: the net starts at the identity motion, which keeps the first
   # photometric gradients well behaved.
   motion = keras.layers.Dense(6, kernel_initializer='zeros', name=f'{name}_motion')(x)
   rotation = keras.layers.Lambda(lambda m: m[:, :3] * rotation_scale, name='rotation')(motion)
-  translation = keras.layers.Lambda(lambda m: m[:, 3:] * translation_scale,
-                                    name='translation')(motion)
-  return keras.Model([image_a, image_b], {'rotation': rotation, 'translation': translation},
-                     name=name)
+  translation = keras.layers.Lambda(lambda m: m[:, 3:] * translation_scale, name='translation')(
+      motion
+  )
+  return keras.Model(
+      [image_a, image_b], {'rotation': rotation, 'translation': translation}, name=name
+  )

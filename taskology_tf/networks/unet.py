@@ -55,18 +55,19 @@ def build_unet(
     if dim is not None and dim % factor:
       raise ValueError(
           f'build_unet({name}): {dim_name}={dim} is not divisible by 2**(levels-1)={factor}; '
-          'resize the input or lower `levels`.')
+          'resize the input or lower `levels`.'
+      )
   inputs = keras.Input(shape=(height, width, in_channels), name='image')
   x = inputs
   skips = []
   for level in range(levels):
-    x = _conv_block(x, base_filters * 2 ** level, name=f'{name}_down{level}')
+    x = _conv_block(x, base_filters * 2**level, name=f'{name}_down{level}')
     if level < levels - 1:
       skips.append(x)
       x = keras.layers.MaxPool2D(2, name=f'{name}_pool{level}')(x)
   for level in reversed(range(levels - 1)):
     x = keras.layers.UpSampling2D(2, interpolation='bilinear', name=f'{name}_up{level}')(x)
     x = keras.layers.Concatenate(name=f'{name}_skip{level}')([x, skips[level]])
-    x = _conv_block(x, base_filters * 2 ** level, name=f'{name}_dec{level}')
+    x = _conv_block(x, base_filters * 2**level, name=f'{name}_dec{level}')
   outputs = keras.layers.Conv2D(out_channels, 3, padding='same', name=f'{name}_head')(x)
   return keras.Model(inputs, outputs, name=name)

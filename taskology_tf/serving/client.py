@@ -99,8 +99,11 @@ def from_tensor_proto(proto):
   if proto.tensor_content:
     dtype = np.dtype(tf.dtypes.as_dtype(proto.dtype).as_numpy_dtype).newbyteorder('<')
     shape = [d.size for d in proto.tensor_shape.dim]
-    return np.frombuffer(proto.tensor_content, dtype=dtype).reshape(shape).astype(
-        dtype.newbyteorder('='), copy=True)
+    return (
+        np.frombuffer(proto.tensor_content, dtype=dtype)
+        .reshape(shape)
+        .astype(dtype.newbyteorder('='), copy=True)
+    )
   return tf.make_ndarray(proto)
 
 
@@ -122,6 +125,7 @@ class PeerResult:
     response_bytes: int, serialized PredictResponse size.
     received_unix_time: float, when the answer arrived.
   """
+
   outputs: Dict[str, np.ndarray]
   version: int
   snapshot_unix_time: Optional[float]
@@ -144,15 +148,17 @@ class PeerClient:
   Thread-safe: one client (one gRPC channel) may be shared by several threads.
   """
 
-  def __init__(self,
-               target,
-               model_name,
-               signature_name='serving_default',
-               timeout_seconds=10.0,
-               max_message_bytes=64 << 20,
-               retries=3,
-               backoff_seconds=0.2,
-               channel_credentials=None):
+  def __init__(
+      self,
+      target,
+      model_name,
+      signature_name='serving_default',
+      timeout_seconds=10.0,
+      max_message_bytes=64 << 20,
+      retries=3,
+      backoff_seconds=0.2,
+      channel_credentials=None,
+  ):
     """Opens a channel (lazily connected).
 
     Args:
@@ -234,14 +240,20 @@ class PeerClient:
         details = e.details() if hasattr(e, 'details') else str(e)
         if code not in _RETRYABLE:
           raise PeerRequestError(
-              'peer %s (model %r) rejected the request: %s: %s' %
-              (self.target, self.model_name, code.name, details),
-              target=self.target, model_name=self.model_name, code=code) from e
+              'peer %s (model %r) rejected the request: %s: %s'
+              % (self.target, self.model_name, code.name, details),
+              target=self.target,
+              model_name=self.model_name,
+              code=code,
+          ) from e
         if attempt + 1 == attempts:
           raise PeerUnavailableError(
-              'peer %s (model %r) unavailable after %d attempt(s): %s: %s' %
-              (self.target, self.model_name, attempts, code.name, details),
-              target=self.target, model_name=self.model_name, code=code) from e
+              'peer %s (model %r) unavailable after %d attempt(s): %s: %s'
+              % (self.target, self.model_name, attempts, code.name, details),
+              target=self.target,
+              model_name=self.model_name,
+              code=code,
+          ) from e
         time.sleep(delay)
         delay *= 2
 
@@ -298,7 +310,8 @@ class PeerClient:
         latency_seconds=latency,
         request_bytes=request_bytes,
         response_bytes=response.ByteSize(),
-        received_unix_time=received)
+        received_unix_time=received,
+    )
 
   def predict(self, inputs, version=None):
     """Runs the peer's signature on `inputs`.
@@ -331,8 +344,7 @@ class PeerClient:
       if e.code == grpc.StatusCode.NOT_FOUND:
         return []
       raise
-    return sorted(
-        s.version for s in response.model_version_status if s.state == _AVAILABLE)
+    return sorted(s.version for s in response.model_version_status if s.state == _AVAILABLE)
 
   def latest_version(self):
     """The newest AVAILABLE version, or None if the server has none yet."""
@@ -358,9 +370,11 @@ class PeerClient:
     response.metadata['signature_def'].Unpack(signature_map)
     if self.signature_name not in signature_map.signature_def:
       raise PeerRequestError(
-          'peer %s model %r has no signature %r' %
-          (self.target, self.model_name, self.signature_name),
-          target=self.target, model_name=self.model_name)
+          'peer %s model %r has no signature %r'
+          % (self.target, self.model_name, self.signature_name),
+          target=self.target,
+          model_name=self.model_name,
+      )
     return signature_map.signature_def[self.signature_name]
 
 
@@ -383,7 +397,8 @@ class PrefetchingPeerClient:
     """
     self._client = client
     self._executor = concurrent.futures.ThreadPoolExecutor(
-        max_workers=max_in_flight, thread_name_prefix='peer-prefetch')
+        max_workers=max_in_flight, thread_name_prefix='peer-prefetch'
+    )
     self._futures = {}
     self._lock = threading.Lock()
 
@@ -436,10 +451,12 @@ class PrefetchingPeerClient:
     except concurrent.futures.TimeoutError as e:
       future.cancel()
       raise PeerUnavailableError(
-          'peer %s (model %r): no answer for key %r within %.1fs' %
-          (self._client.target, self._client.model_name, key, timeout),
-          target=self._client.target, model_name=self._client.model_name,
-          code=grpc.StatusCode.DEADLINE_EXCEEDED) from e
+          'peer %s (model %r): no answer for key %r within %.1fs'
+          % (self._client.target, self._client.model_name, key, timeout),
+          target=self._client.target,
+          model_name=self._client.model_name,
+          code=grpc.StatusCode.DEADLINE_EXCEEDED,
+      ) from e
 
   def close(self):
     """Cancels queued queries and stops the worker threads (does not close the client)."""

@@ -78,14 +78,19 @@ def _serving_input_names(serving_fn):
   """Python parameter names of `serving_fn`, aligned with its input_signature."""
   if not isinstance(serving_fn, tf.types.experimental.PolymorphicFunction):
     raise TypeError(
-        'serving_fn must be a tf.function with an input_signature, got %r' % (serving_fn,))
+        'serving_fn must be a tf.function with an input_signature, got %r' % (serving_fn,)
+    )
   input_signature = serving_fn.input_signature
   if input_signature is None:
-    raise ValueError('serving_fn %r has no input_signature; serving signatures need fixed '
-                     'input specs (e.g. image: uint8 [None, H, W, 3]).' % serving_fn.name)
+    raise ValueError(
+        'serving_fn %r has no input_signature; serving signatures need fixed '
+        'input specs (e.g. image: uint8 [None, H, W, 3]).' % serving_fn.name
+    )
   if any(not isinstance(spec, tf.TensorSpec) for spec in input_signature):
-    raise ValueError('serving_fn input_signature must be a flat list of tf.TensorSpec, got '
-                     '%r' % (input_signature,))
+    raise ValueError(
+        'serving_fn input_signature must be a flat list of tf.TensorSpec, got '
+        '%r' % (input_signature,)
+    )
   params = list(inspect.signature(serving_fn.python_function).parameters.values())
   if any(p.kind == p.VAR_KEYWORD for p in params):
     raise ValueError('serving_fn must not take **kwargs.')
@@ -93,12 +98,14 @@ def _serving_input_names(serving_fn):
     # `def serve(*args)`: the signature's input names can only come from the specs.
     names = [spec.name for spec in input_signature]
     if not all(names):
-      raise ValueError('serving_fn takes *args, so every TensorSpec in its input_signature '
-                       'needs a name (the signature input key), got %r' % (input_signature,))
+      raise ValueError(
+          'serving_fn takes *args, so every TensorSpec in its input_signature '
+          'needs a name (the signature input key), got %r' % (input_signature,)
+      )
     return names, input_signature
   # A method decorated with tf.function may still expose `self`; the input signature
   # describes the trailing parameters.
-  params = params[len(params) - len(input_signature):]
+  params = params[len(params) - len(input_signature) :]
   return [p.name for p in params], input_signature
 
 
@@ -123,8 +130,10 @@ def _with_snapshot_outputs(serving_fn, version_var, time_var):
       raise TypeError('serving_fn must return a dict of tensors, got %r' % type(outputs))
     for key in (SNAPSHOT_VERSION_KEY, SNAPSHOT_TIME_KEY):
       if key in outputs:
-        raise ValueError('serving_fn output %r clashes with the snapshot metadata output; '
-                         'rename it or pass extra_outputs=False.' % key)
+        raise ValueError(
+            'serving_fn output %r clashes with the snapshot metadata output; '
+            'rename it or pass extra_outputs=False.' % key
+        )
     outputs = dict(outputs)
     outputs[SNAPSHOT_VERSION_KEY] = tf.identity(version_var)
     outputs[SNAPSHOT_TIME_KEY] = tf.identity(time_var)
@@ -133,7 +142,8 @@ def _with_snapshot_outputs(serving_fn, version_var, time_var):
   # Same parameter names as the original, so the SavedModel signature's input keys are
   # exactly the ones serving_fn alone would produce (TensorSpec names, else arg names).
   serve_with_snapshot_info.__signature__ = inspect.Signature(
-      [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names])
+      [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+  )
   return tf.function(serve_with_snapshot_info, input_signature=input_signature)
 
 
@@ -202,8 +212,9 @@ class SnapshotWriter:
       signature.
   """
 
-  def __init__(self, module, serving_fn, snapshot_root, model_name, keep_last=5,
-               extra_outputs=True):
+  def __init__(
+      self, module, serving_fn, snapshot_root, model_name, keep_last=5, extra_outputs=True
+  ):
     _serving_input_names(serving_fn)  # Argument checks before anything is written.
     self.base_path = _join(snapshot_root, model_name)
     self.keep_last = keep_last
@@ -212,12 +223,15 @@ class SnapshotWriter:
     if self._keras_model is None:
       self._root.model = module
     if extra_outputs:
-      self._root.snapshot_version = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                                name=SNAPSHOT_VERSION_KEY)
-      self._root.snapshot_unix_time = tf.Variable(0.0, dtype=tf.float64, trainable=False,
-                                                  name=SNAPSHOT_TIME_KEY)
-      self._root.serve = _with_snapshot_outputs(serving_fn, self._root.snapshot_version,
-                                                self._root.snapshot_unix_time)
+      self._root.snapshot_version = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name=SNAPSHOT_VERSION_KEY
+      )
+      self._root.snapshot_unix_time = tf.Variable(
+          0.0, dtype=tf.float64, trainable=False, name=SNAPSHOT_TIME_KEY
+      )
+      self._root.serve = _with_snapshot_outputs(
+          serving_fn, self._root.snapshot_version, self._root.snapshot_unix_time
+      )
     else:
       self._root.serve = serving_fn
     self._extra_outputs = extra_outputs
@@ -265,8 +279,7 @@ class SnapshotWriter:
 
     tmp_path = _join(base_path, '%s%d-%s' % (_TMP_PREFIX, version, uuid.uuid4().hex))
     try:
-      tf.saved_model.save(self._root, tmp_path,
-                          signatures={SERVING_SIGNATURE_KEY: self._concrete})
+      tf.saved_model.save(self._root, tmp_path, signatures={SERVING_SIGNATURE_KEY: self._concrete})
       if tf.io.gfile.exists(final_path):
         # overwrite=True: move the old version out of the way under a hidden name; the
         # numeric path is briefly absent but never holds a partial model.
@@ -285,14 +298,16 @@ class SnapshotWriter:
     return final_path
 
 
-def export_snapshot(module,
-                    serving_fn,
-                    snapshot_root,
-                    model_name,
-                    version,
-                    keep_last=5,
-                    extra_outputs=True,
-                    overwrite=False):
+def export_snapshot(
+    module,
+    serving_fn,
+    snapshot_root,
+    model_name,
+    version,
+    keep_last=5,
+    extra_outputs=True,
+    overwrite=False,
+):
   """Exports one SavedModel snapshot of a task network, atomically.
 
   A one-off `SnapshotWriter(...).write(version)`; a trainer exporting repeatedly keeps a
@@ -301,6 +316,12 @@ def export_snapshot(module,
   Returns:
     str, the path of the version directory `<snapshot_root>/<model_name>/<version>`.
   """
-  writer = SnapshotWriter(module, serving_fn, snapshot_root, model_name,
-                          keep_last=keep_last, extra_outputs=extra_outputs)
+  writer = SnapshotWriter(
+      module,
+      serving_fn,
+      snapshot_root,
+      model_name,
+      keep_last=keep_last,
+      extra_outputs=extra_outputs,
+  )
   return writer.write(version, overwrite=overwrite)

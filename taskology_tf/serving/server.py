@@ -43,13 +43,13 @@ import threading
 import time
 
 from absl import logging
-import grpc
-import numpy as np
-import tensorflow as tf
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
 from google.protobuf import message_factory
 from google.protobuf import text_format
+import grpc
+import numpy as np
+import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
@@ -135,18 +135,23 @@ def _ssl_config_message_class():
   client_verify asks for client certificates.
   """
   file_proto = descriptor_pb2.FileDescriptorProto(
-      name='taskology_tf/serving/ssl_config.proto', package='tensorflow.serving',
-      syntax='proto3')
+      name='taskology_tf/serving/ssl_config.proto', package='tensorflow.serving', syntax='proto3'
+  )
   message = file_proto.message_type.add(name='SSLConfig')
   field = descriptor_pb2.FieldDescriptorProto
   for number, (name, kind) in enumerate(
-      [('server_key', field.TYPE_STRING), ('server_cert', field.TYPE_STRING),
-       ('custom_ca', field.TYPE_STRING), ('client_verify', field.TYPE_BOOL)], start=1):
+      [
+          ('server_key', field.TYPE_STRING),
+          ('server_cert', field.TYPE_STRING),
+          ('custom_ca', field.TYPE_STRING),
+          ('client_verify', field.TYPE_BOOL),
+      ],
+      start=1,
+  ):
     message.field.add(name=name, number=number, type=kind, label=field.LABEL_OPTIONAL)
   pool = descriptor_pool.DescriptorPool()
   pool.Add(file_proto)
-  return message_factory.GetMessageClass(
-      pool.FindMessageTypeByName('tensorflow.serving.SSLConfig'))
+  return message_factory.GetMessageClass(pool.FindMessageTypeByName('tensorflow.serving.SSLConfig'))
 
 
 SSLConfig = _ssl_config_message_class()
@@ -175,12 +180,12 @@ def load_ssl_config_file(path):
   if not config.server_key or not config.server_cert:
     raise ValueError('SSL config %s needs both server_key and server_cert' % path)
   if config.client_verify and not config.custom_ca:
-    raise ValueError('SSL config %s: client_verify needs custom_ca to verify clients' %
-                     path)
+    raise ValueError('SSL config %s: client_verify needs custom_ca to verify clients' % path)
   return grpc.ssl_server_credentials(
       [(config.server_key.encode(), config.server_cert.encode())],
       root_certificates=config.custom_ca.encode() if config.custom_ca else None,
-      require_client_auth=config.client_verify)
+      require_client_auth=config.client_verify,
+  )
 
 
 def parse_grpc_channel_arguments(text):
@@ -230,16 +235,15 @@ def validate_config(config):
     if not model.base_path:
       raise ValueError('model %r has no base_path' % model.name)
     if model.model_platform not in ('', 'tensorflow'):
-      raise ValueError('model %r: model_platform %r is not supported (only "tensorflow")' %
-                       (model.name, model.model_platform))
+      raise ValueError(
+          'model %r: model_platform %r is not supported (only "tensorflow")'
+          % (model.name, model.model_platform)
+      )
     policy = model.model_version_policy
-    if (policy.WhichOneof('policy_choice') == 'specific' and
-        not policy.specific.versions):
-      raise ValueError('model %r: model_version_policy specific{} lists no versions' %
-                       model.name)
+    if policy.WhichOneof('policy_choice') == 'specific' and not policy.specific.versions:
+      raise ValueError('model %r: model_version_policy specific{} lists no versions' % model.name)
     if model.version_labels:
-      logging.warning('model %r: version_labels are not supported and are ignored.',
-                      model.name)
+      logging.warning('model %r: version_labels are not supported and are ignored.', model.name)
 
 
 def _aspired_versions(policy, candidates):
@@ -287,9 +291,7 @@ class _LoadedVersion:
     self.path = path
     self.saved_model = saved_model  # Keeps the restored variables alive.
     self.signature_defs = signature_defs  # name -> meta_graph_pb2.SignatureDef
-    self.signatures = {
-        name: _Signature(name, fn) for name, fn in saved_model.signatures.items()
-    }
+    self.signatures = {name: _Signature(name, fn) for name, fn in saved_model.signatures.items()}
     self.load_seconds = load_seconds
 
 
@@ -328,16 +330,16 @@ def _load_version(version, path):
   start = time.time()
   pb_path = export_lib._join(path, 'saved_model.pb')  # pylint: disable=protected-access
   if not tf.io.gfile.exists(pb_path):
-    raise FileNotFoundError('no saved_model.pb in %s (half-written or not a SavedModel)' %
-                            path)
+    raise FileNotFoundError('no saved_model.pb in %s (half-written or not a SavedModel)' % path)
   with tf.io.gfile.GFile(pb_path, 'rb') as f:
     data = f.read()
   proto = saved_model_pb2.SavedModel()
   try:
     proto.ParseFromString(data)
   except Exception as e:  # google.protobuf.message.DecodeError
-    raise ValueError('cannot parse %s (%d bytes; truncated or corrupt?): %s' %
-                     (pb_path, len(data), e)) from e
+    raise ValueError(
+        'cannot parse %s (%d bytes; truncated or corrupt?): %s' % (pb_path, len(data), e)
+    ) from e
   meta_graphs = [m for m in proto.meta_graphs if _SERVE_TAG in m.meta_info_def.tags]
   if not meta_graphs:
     raise ValueError('%s has no MetaGraph tagged %r' % (pb_path, _SERVE_TAG))
@@ -413,8 +415,7 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
     except Exception as e:  # pylint: disable=broad-except
       # One bad request never takes the server down.
       logging.exception('%s failed unexpectedly', method)
-      error = ServingError(grpc.StatusCode.INTERNAL, '%s: %s: %s' %
-                           (method, type(e).__name__, e))
+      error = ServingError(grpc.StatusCode.INTERNAL, '%s: %s: %s' % (method, type(e).__name__, e))
     logging.vlog(1, '%s failed: %s', method, error.message)
     context.abort(error.code, error.message)
 
@@ -422,20 +423,23 @@ class _PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer)
     return self._answer(context, 'Predict', self._server.predict, request)
 
   def GetModelMetadata(self, request, context):
-    return self._answer(context, 'GetModelMetadata', self._server.get_model_metadata,
-                        request)
+    return self._answer(context, 'GetModelMetadata', self._server.get_model_metadata, request)
 
   def Classify(self, request, context):
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, 'Classify is not implemented by this '
-                  'server; use Predict')
+    context.abort(
+        grpc.StatusCode.UNIMPLEMENTED, 'Classify is not implemented by this ' 'server; use Predict'
+    )
 
   def Regress(self, request, context):
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, 'Regress is not implemented by this '
-                  'server; use Predict')
+    context.abort(
+        grpc.StatusCode.UNIMPLEMENTED, 'Regress is not implemented by this ' 'server; use Predict'
+    )
 
   def MultiInference(self, request, context):
-    context.abort(grpc.StatusCode.UNIMPLEMENTED, 'MultiInference is not implemented by '
-                  'this server; use Predict')
+    context.abort(
+        grpc.StatusCode.UNIMPLEMENTED,
+        'MultiInference is not implemented by ' 'this server; use Predict',
+    )
 
 
 class _ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
@@ -474,15 +478,17 @@ class ModelServer:
     server.stop(grace=1.0)
   """
 
-  def __init__(self,
-               config,
-               port=0,
-               host='127.0.0.1',
-               poll_wait_seconds=1.0,
-               max_message_bytes=64 << 20,
-               server_credentials=None,
-               max_workers=8,
-               grpc_options=()):
+  def __init__(
+      self,
+      config,
+      port=0,
+      host='127.0.0.1',
+      poll_wait_seconds=1.0,
+      max_message_bytes=64 << 20,
+      server_credentials=None,
+      max_workers=8,
+      grpc_options=(),
+  ):
     """Creates the server; nothing is loaded or bound until `start`.
 
     Args:
@@ -555,10 +561,13 @@ class ModelServer:
     options = [o for o in defaults if o[0] not in overridden] + self._grpc_options
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(
-            max_workers=self._max_workers, thread_name_prefix='model-server'),
-        options=options)
+            max_workers=self._max_workers, thread_name_prefix='model-server'
+        ),
+        options=options,
+    )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        _PredictionServicer(self), server)
+        _PredictionServicer(self), server
+    )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(self), server)
     address = '%s:%d' % (_bracket_host(self._host), self._requested_port)
     try:
@@ -575,10 +584,15 @@ class ModelServer:
     self._port = port
     if self._poll_wait_seconds > 0:
       self._poll_thread = threading.Thread(
-          target=self._poll_loop, name='model-server-poll', daemon=True)
+          target=self._poll_loop, name='model-server-poll', daemon=True
+      )
       self._poll_thread.start()
-    logging.info('ModelServer serving %s on %s (%s).', sorted(self._models),
-                 self.address, 'TLS' if self._credentials else 'plaintext')
+    logging.info(
+        'ModelServer serving %s on %s (%s).',
+        sorted(self._models),
+        self.address,
+        'TLS' if self._credentials else 'plaintext',
+    )
     return port
 
   def stop(self, grace=None):
@@ -636,9 +650,15 @@ class ModelServer:
         return
       if time.monotonic() > deadline:
         raise TimeoutError(
-            'model %r version %d not served after %.1fs; serving %s; failure: %s' %
-            (model_name, version, timeout, self.served_versions(model_name),
-             self.load_failures(model_name).get(version)))
+            'model %r version %d not served after %.1fs; serving %s; failure: %s'
+            % (
+                model_name,
+                version,
+                timeout,
+                self.served_versions(model_name),
+                self.load_failures(model_name).get(version),
+            )
+        )
       time.sleep(0.02)
 
   # -- version management
@@ -706,8 +726,9 @@ class ModelServer:
         fingerprint = _fingerprint(export_lib._join(base_path, str(version)))  # pylint: disable=protected-access
         if fingerprint == failure[0]:
           continue
-        logging.info('Model %r version %d changed on disk since it failed; retrying.',
-                     state.name, version)
+        logging.info(
+            'Model %r version %d changed on disk since it failed; retrying.', state.name, version
+        )
         with state.lock:
           del state.failed[version]
       candidates.append(version)
@@ -734,8 +755,12 @@ class ModelServer:
       # Availability first: never go from serving something to serving nothing because
       # the aspired versions vanished or failed.
       if not state.kept_without_aspired:
-        logging.warning('Model %r: no loadable aspired version on disk (%s); keeping '
-                        'versions %s.', state.name, on_disk, sorted(current))
+        logging.warning(
+            'Model %r: no loadable aspired version on disk (%s); keeping ' 'versions %s.',
+            state.name,
+            on_disk,
+            sorted(current),
+        )
         state.kept_without_aspired = True
       return
     state.kept_without_aspired = False
@@ -760,8 +785,13 @@ class ModelServer:
       for version in set(current) - set(new_serving):
         state.status[version] = (_State.END, 0, '')
     for version in sorted(set(new_serving) - set(current)):
-      logging.info('Model %r: serving version %d from %s (loaded in %.2fs).', state.name,
-                   version, new_serving[version].path, new_serving[version].load_seconds)
+      logging.info(
+          'Model %r: serving version %d from %s (loaded in %.2fs).',
+          state.name,
+          version,
+          new_serving[version].path,
+          new_serving[version].load_seconds,
+      )
     for version in sorted(set(current) - set(new_serving)):
       logging.info('Model %r: unloaded version %d.', state.name, version)
     return new_serving
@@ -775,9 +805,14 @@ class ModelServer:
       return _load_version(version, path)
     except Exception as e:  # pylint: disable=broad-except
       message = '%s: %s' % (type(e).__name__, e)
-      logging.error('Model %r: failed to load version %d from %s: %s. Keeping the '
-                    'previously loaded versions; will retry only if its files change.',
-                    state.name, version, path, message)
+      logging.error(
+          'Model %r: failed to load version %d from %s: %s. Keeping the '
+          'previously loaded versions; will retry only if its files change.',
+          state.name,
+          version,
+          path,
+          message,
+      )
       with state.lock:
         state.failed[version] = (fingerprint, message)
         state.status[version] = (_State.END, _error_code(e), message)
@@ -789,9 +824,10 @@ class ModelServer:
     with self._models_lock:
       state = self._models.get(name)
     if state is None:
-      raise ServingError(grpc.StatusCode.NOT_FOUND,
-                         'Servable not found: model %r is not configured on this server' %
-                         name)
+      raise ServingError(
+          grpc.StatusCode.NOT_FOUND,
+          'Servable not found: model %r is not configured on this server' % name,
+      )
     return state
 
   def _resolve(self, model_spec):
@@ -799,24 +835,29 @@ class ModelServer:
     if not model_spec.name:
       raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, 'model_spec.name is required')
     if model_spec.version_label:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         'model_spec.version_label (%r) is not supported by this server; '
-                         'use model_spec.version' % model_spec.version_label)
+      raise ServingError(
+          grpc.StatusCode.INVALID_ARGUMENT,
+          'model_spec.version_label (%r) is not supported by this server; '
+          'use model_spec.version' % model_spec.version_label,
+      )
     state = self._model(model_spec.name)
     serving = state.snapshot()
     if model_spec.HasField('version'):
       version = model_spec.version.value
       loaded = serving.get(version)
       if loaded is None:
-        raise ServingError(grpc.StatusCode.NOT_FOUND,
-                           'Servable not found: model %r version %d is not served '
-                           '(serving versions %s)' %
-                           (model_spec.name, version, sorted(serving)))
+        raise ServingError(
+            grpc.StatusCode.NOT_FOUND,
+            'Servable not found: model %r version %d is not served '
+            '(serving versions %s)' % (model_spec.name, version, sorted(serving)),
+        )
       return loaded
     if not serving:
-      raise ServingError(grpc.StatusCode.NOT_FOUND,
-                         'Servable not found: model %r has no loaded version yet '
-                         '(base path %s)' % (model_spec.name, state.config.base_path))
+      raise ServingError(
+          grpc.StatusCode.NOT_FOUND,
+          'Servable not found: model %r has no loaded version yet '
+          '(base path %s)' % (model_spec.name, state.config.base_path),
+      )
     return serving[max(serving)]
 
   def predict(self, request):
@@ -836,51 +877,66 @@ class ModelServer:
     signature = loaded.signatures.get(signature_name)
     if signature is None:
       # TF Serving answers FAILED_PRECONDITION for an unknown signature key.
-      raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                         'Serving signature key %r not found in model %r version %d '
-                         '(available: %s)' % (signature_name, request.model_spec.name,
-                                              loaded.version, sorted(loaded.signatures)))
+      raise ServingError(
+          grpc.StatusCode.FAILED_PRECONDITION,
+          'Serving signature key %r not found in model %r version %d '
+          '(available: %s)'
+          % (signature_name, request.model_spec.name, loaded.version, sorted(loaded.signatures)),
+      )
     unknown = sorted(set(request.inputs) - set(signature.inputs))
     missing = sorted(set(signature.inputs) - set(request.inputs))
     if unknown or missing:
       raise ServingError(
           grpc.StatusCode.INVALID_ARGUMENT,
-          'signature %r of model %r: %s%s; expected inputs %s' %
-          (signature_name, request.model_spec.name,
-           ('unknown input(s) %s' % unknown) if unknown else '',
-           (('; ' if unknown else '') + 'missing input(s) %s' % missing) if missing else '',
-           sorted(signature.inputs)))
+          'signature %r of model %r: %s%s; expected inputs %s'
+          % (
+              signature_name,
+              request.model_spec.name,
+              ('unknown input(s) %s' % unknown) if unknown else '',
+              (('; ' if unknown else '') + 'missing input(s) %s' % missing) if missing else '',
+              sorted(signature.inputs),
+          ),
+      )
     output_keys = list(request.output_filter) or signature.outputs
     bad_filter = sorted(set(output_keys) - set(signature.outputs))
     if bad_filter:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         'output_filter names %s, which signature %r does not produce '
-                         '(outputs: %s)' % (bad_filter, signature_name, signature.outputs))
+      raise ServingError(
+          grpc.StatusCode.INVALID_ARGUMENT,
+          'output_filter names %s, which signature %r does not produce '
+          '(outputs: %s)' % (bad_filter, signature_name, signature.outputs),
+      )
 
     feeds = {}
     for name, spec in signature.inputs.items():
       tensor_proto = request.inputs[name]
       if tensor_proto.dtype != spec.dtype.as_datatype_enum:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           'input %r: expected dtype %s, got %s' %
-                           (name, spec.dtype.name, _dtype_name(tensor_proto.dtype)))
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            'input %r: expected dtype %s, got %s'
+            % (name, spec.dtype.name, _dtype_name(tensor_proto.dtype)),
+        )
       try:
         array = tf.make_ndarray(tensor_proto)
       except Exception as e:  # pylint: disable=broad-except
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           'input %r: malformed TensorProto: %s' % (name, e)) from e
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT, 'input %r: malformed TensorProto: %s' % (name, e)
+        ) from e
       if not spec.shape.is_compatible_with(array.shape):
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           'input %r: expected shape %s, got %s' %
-                           (name, _format_shape(spec.shape), _format_shape(array.shape)))
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            'input %r: expected shape %s, got %s'
+            % (name, _format_shape(spec.shape), _format_shape(array.shape)),
+        )
       feeds[name] = tf.convert_to_tensor(array, dtype=spec.dtype)
 
     try:
       outputs = signature.fn(**feeds)
     except tf.errors.InvalidArgumentError as e:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         'model %r version %d rejected the inputs: %s' %
-                         (request.model_spec.name, loaded.version, e.message)) from e
+      raise ServingError(
+          grpc.StatusCode.INVALID_ARGUMENT,
+          'model %r version %d rejected the inputs: %s'
+          % (request.model_spec.name, loaded.version, e.message),
+      ) from e
 
     response = predict_pb2.PredictResponse()
     response.model_spec.name = request.model_spec.name
@@ -905,14 +961,17 @@ class ModelServer:
     loaded = self._resolve(request.model_spec)
     fields = list(request.metadata_field)
     if not fields:
-      raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                         'GetModelMetadataRequest must name at least one metadata_field '
-                         '(supported: %r)' % SIGNATURE_DEF_FIELD)
+      raise ServingError(
+          grpc.StatusCode.INVALID_ARGUMENT,
+          'GetModelMetadataRequest must name at least one metadata_field '
+          '(supported: %r)' % SIGNATURE_DEF_FIELD,
+      )
     for field in fields:
       if field != SIGNATURE_DEF_FIELD:
-        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                           'Metadata field %r is not supported (supported: %r)' %
-                           (field, SIGNATURE_DEF_FIELD))
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            'Metadata field %r is not supported (supported: %r)' % (field, SIGNATURE_DEF_FIELD),
+        )
     signature_def_map = get_model_metadata_pb2.SignatureDefMap()
     for name, signature_def in loaded.signature_defs.items():
       signature_def_map.signature_def[name].CopyFrom(signature_def)
@@ -944,12 +1003,15 @@ class ModelServer:
     if request.model_spec.HasField('version'):
       version = request.model_spec.version.value
       if version not in status:
-        raise ServingError(grpc.StatusCode.NOT_FOUND, 'Could not find version %d of model %r'
-                           % (version, state.name))
+        raise ServingError(
+            grpc.StatusCode.NOT_FOUND,
+            'Could not find version %d of model %r' % (version, state.name),
+        )
       status = {version: status[version]}
     if not status:
-      raise ServingError(grpc.StatusCode.NOT_FOUND,
-                         'Could not find any versions of model %r' % state.name)
+      raise ServingError(
+          grpc.StatusCode.NOT_FOUND, 'Could not find any versions of model %r' % state.name
+      )
     response = get_model_status_pb2.GetModelStatusResponse()
     for version in sorted(status):
       state_enum, code, message = status[version]

@@ -51,8 +51,9 @@ class Task(abc.ABC):
     """Builds a fresh, randomly initialised network."""
 
   @abc.abstractmethod
-  def call(self, model: keras.Model, inputs: Mapping[str, tf.Tensor],
-           training: bool = False) -> Tensors:
+  def call(
+      self, model: keras.Model, inputs: Mapping[str, tf.Tensor], training: bool = False
+  ) -> Tensors:
     """Runs `model` on wire inputs (dict of uint8 [N, ...]) and returns outputs [N, ...]."""
 
   @abc.abstractmethod
@@ -60,16 +61,18 @@ class Task(abc.ABC):
     """Wire inputs (uint8, leading dim N) for the clips of a mediator batch."""
 
   @abc.abstractmethod
-  def unflatten(self, outputs: Mapping[str, tf.Tensor], batch_size: int,
-                num_frames: int) -> Tensors:
+  def unflatten(
+      self, outputs: Mapping[str, tf.Tensor], batch_size: int, num_frames: int
+  ) -> Tensors:
     """Restores clip structure: [N, ...] -> [B, T, ...] (or [B, T-1, ...] for pairs)."""
 
   def dedicated_inputs(self, batch: Mapping[str, tf.Tensor]) -> Tensors:
     """Wire inputs for a dedicated (labelled) batch. Default: the single-frame `image`."""
     return {'image': batch['image']}
 
-  def supervised_loss(self, batch: Mapping[str, tf.Tensor],
-                      outputs: Mapping[str, tf.Tensor]) -> Tuple[tf.Tensor, Tensors]:
+  def supervised_loss(
+      self, batch: Mapping[str, tf.Tensor], outputs: Mapping[str, tf.Tensor]
+  ) -> Tuple[tf.Tensor, Tensors]:
     """Supervised loss on a dedicated batch: (scalar loss, dict of scalar metrics).
 
     The default has no labels to learn from (a fully self-supervised task).
@@ -81,8 +84,9 @@ class Task(abc.ABC):
     """A fresh streaming evaluator with update(batch, outputs) and result(); None if none."""
     return None
 
-  def predict_mediator(self, model: keras.Model, mediator: Mapping[str, tf.Tensor],
-                       training: bool = False) -> Tensors:
+  def predict_mediator(
+      self, model: keras.Model, mediator: Mapping[str, tf.Tensor], training: bool = False
+  ) -> Tensors:
     """Convenience: serving_inputs -> call -> unflatten for a live model."""
     shape = tf.shape(mediator['image'])
     flat = self.call(model, self.serving_inputs(mediator), training=training)
@@ -90,8 +94,10 @@ class Task(abc.ABC):
 
   def serving_function(self, model: keras.Model):
     """A tf.function over uint8 wire inputs with a fixed signature, for SavedModel export."""
-    signature = {k: tf.TensorSpec([None] + list(s.shape), s.dtype, name=k)
-                 for k, s in self.input_spec.items()}
+    signature = {
+        k: tf.TensorSpec([None] + list(s.shape), s.dtype, name=k)
+        for k, s in self.input_spec.items()
+    }
 
     @tf.function(input_signature=[signature])
     def serve(inputs):
@@ -134,10 +140,14 @@ class FrameTask(Task):
     return {'image': tf.reshape(image, tf.concat([[-1], shape[2:]], 0))}
 
   def unflatten(self, outputs, batch_size, num_frames):
-    return {k: tf.reshape(v, tf.concat([[batch_size, num_frames], tf.shape(v)[1:]], 0))
-            for k, v in outputs.items()}
+    return {
+        k: tf.reshape(v, tf.concat([[batch_size, num_frames], tf.shape(v)[1:]], 0))
+        for k, v in outputs.items()
+    }
 
   def _check_image(self, image: tf.Tensor) -> None:
     if image.shape.rank is not None and image.shape.rank != 4:
-      raise ValueError(f'task {self.name!r}: input tensor `image` must be [N, H, W, 3], '
-                       f'got shape {image.shape}')
+      raise ValueError(
+          f'task {self.name!r}: input tensor `image` must be [N, H, W, 3], '
+          f'got shape {image.shape}'
+      )

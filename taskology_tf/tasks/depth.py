@@ -1,11 +1,12 @@
 """Monocular depth: a U-Net with a softplus head (depth is positive, in metres)."""
 
-
 import tensorflow as tf
 
-from taskology_tf.metrics.depth import DepthMetrics, abs_rel
+from taskology_tf.metrics.depth import abs_rel
+from taskology_tf.metrics.depth import DepthMetrics
 from taskology_tf.networks.unet import build_unet
-from taskology_tf.tasks.base import FrameTask, to_float_image
+from taskology_tf.tasks.base import FrameTask
+from taskology_tf.tasks.base import to_float_image
 
 
 class DepthTask(FrameTask):
@@ -21,9 +22,18 @@ class DepthTask(FrameTask):
     name: task name.
   """
 
-  def __init__(self, height: int, width: int, base_filters: int = 16, levels: int = 4,
-               max_depth: float = 80.0, min_depth: float = 0.1, loss: str = 'log_l1',
-               median_scaling: bool = False, name: str = 'depth'):
+  def __init__(
+      self,
+      height: int,
+      width: int,
+      base_filters: int = 16,
+      levels: int = 4,
+      max_depth: float = 80.0,
+      min_depth: float = 0.1,
+      loss: str = 'log_l1',
+      median_scaling: bool = False,
+      name: str = 'depth',
+  ):
     super().__init__(height, width, name)
     if loss not in ('l1', 'log_l1'):
       raise ValueError(f'DepthTask({name}): loss must be "l1" or "log_l1", got {loss!r}')
@@ -39,8 +49,9 @@ class DepthTask(FrameTask):
     return {'depth': tf.TensorSpec([self.height, self.width, 1], tf.float32)}
 
   def build_network(self):
-    return build_unet(self.height, self.width, 3, 1, self.base_filters, self.levels,
-                      name=f'{self.name}_unet')
+    return build_unet(
+        self.height, self.width, 3, 1, self.base_filters, self.levels, name=f'{self.name}_unet'
+    )
 
   def call(self, model, inputs, training=False):
     image = inputs['image']

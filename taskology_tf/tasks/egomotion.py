@@ -3,7 +3,8 @@
 import tensorflow as tf
 
 from taskology_tf.networks.pose import build_pose_net
-from taskology_tf.tasks.base import Task, to_float_image
+from taskology_tf.tasks.base import Task
+from taskology_tf.tasks.base import to_float_image
 
 
 class EgomotionTask(Task):
@@ -18,8 +19,14 @@ class EgomotionTask(Task):
     name: task name.
   """
 
-  def __init__(self, height: int, width: int, base_filters: int = 16, levels: int = 5,
-               name: str = 'egomotion'):
+  def __init__(
+      self,
+      height: int,
+      width: int,
+      base_filters: int = 16,
+      levels: int = 5,
+      name: str = 'egomotion',
+  ):
     self.height = height
     self.width = width
     self.base_filters = base_filters
@@ -28,8 +35,10 @@ class EgomotionTask(Task):
 
   @property
   def output_spec(self):
-    return {'rotation': tf.TensorSpec([3], tf.float32),
-            'translation': tf.TensorSpec([3], tf.float32)}
+    return {
+        'rotation': tf.TensorSpec([3], tf.float32),
+        'translation': tf.TensorSpec([3], tf.float32),
+    }
 
   @property
   def input_spec(self):
@@ -37,15 +46,17 @@ class EgomotionTask(Task):
     return {'image_a': frame, 'image_b': frame}
 
   def build_network(self):
-    return build_pose_net(self.height, self.width, self.base_filters, self.levels,
-                          name=f'{self.name}_posenet')
+    return build_pose_net(
+        self.height, self.width, self.base_filters, self.levels, name=f'{self.name}_posenet'
+    )
 
   def call(self, model, inputs, training=False):
     for key in ('image_a', 'image_b'):
       if key not in inputs:
         raise KeyError(f'task {self.name!r}: missing input tensor {key!r}; got {sorted(inputs)}')
-    out = model([to_float_image(inputs['image_a']), to_float_image(inputs['image_b'])],
-                training=training)
+    out = model(
+        [to_float_image(inputs['image_a']), to_float_image(inputs['image_b'])], training=training
+    )
     return {'rotation': out['rotation'], 'translation': out['translation']}
 
   def serving_inputs(self, mediator):
@@ -55,8 +66,10 @@ class EgomotionTask(Task):
     return {'image_a': tf.reshape(image[:, :-1], flat), 'image_b': tf.reshape(image[:, 1:], flat)}
 
   def unflatten(self, outputs, batch_size, num_frames):
-    return {k: tf.reshape(v, tf.concat([[batch_size, num_frames - 1], tf.shape(v)[1:]], 0))
-            for k, v in outputs.items()}
+    return {
+        k: tf.reshape(v, tf.concat([[batch_size, num_frames - 1], tf.shape(v)[1:]], 0))
+        for k, v in outputs.items()
+    }
 
   def dedicated_inputs(self, batch):
     return {'image_a': batch['image'][:, 0], 'image_b': batch['image'][:, 1]}

@@ -4,7 +4,8 @@ import tensorflow as tf
 
 from taskology_tf.metrics.normals import NormalsMetrics
 from taskology_tf.networks.unet import build_unet
-from taskology_tf.tasks.base import FrameTask, to_float_image
+from taskology_tf.tasks.base import FrameTask
+from taskology_tf.tasks.base import to_float_image
 
 
 class NormalsTask(FrameTask):
@@ -18,8 +19,15 @@ class NormalsTask(FrameTask):
     name: task name.
   """
 
-  def __init__(self, height: int, width: int, base_filters: int = 16, levels: int = 4,
-               max_depth: float = 80.0, name: str = 'normals'):
+  def __init__(
+      self,
+      height: int,
+      width: int,
+      base_filters: int = 16,
+      levels: int = 4,
+      max_depth: float = 80.0,
+      name: str = 'normals',
+  ):
     super().__init__(height, width, name)
     self.base_filters = base_filters
     self.levels = levels
@@ -30,8 +38,9 @@ class NormalsTask(FrameTask):
     return {'normals': tf.TensorSpec([self.height, self.width, 3], tf.float32)}
 
   def build_network(self):
-    return build_unet(self.height, self.width, 3, 3, self.base_filters, self.levels,
-                      name=f'{self.name}_unet')
+    return build_unet(
+        self.height, self.width, 3, 3, self.base_filters, self.levels, name=f'{self.name}_unet'
+    )
 
   def call(self, model, inputs, training=False):
     image = inputs['image']

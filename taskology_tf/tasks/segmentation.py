@@ -4,7 +4,8 @@ import tensorflow as tf
 
 from taskology_tf.metrics.segmentation import SegmentationMetrics
 from taskology_tf.networks.unet import build_unet
-from taskology_tf.tasks.base import FrameTask, to_float_image
+from taskology_tf.tasks.base import FrameTask
+from taskology_tf.tasks.base import to_float_image
 
 
 class SegmentationTask(FrameTask):
@@ -17,8 +18,15 @@ class SegmentationTask(FrameTask):
     name: task name.
   """
 
-  def __init__(self, height: int, width: int, num_classes: int, base_filters: int = 16,
-               levels: int = 4, name: str = 'segmentation'):
+  def __init__(
+      self,
+      height: int,
+      width: int,
+      num_classes: int,
+      base_filters: int = 16,
+      levels: int = 4,
+      name: str = 'segmentation',
+  ):
     super().__init__(height, width, name)
     self.num_classes = num_classes
     self.base_filters = base_filters
@@ -29,8 +37,15 @@ class SegmentationTask(FrameTask):
     return {'logits': tf.TensorSpec([self.height, self.width, self.num_classes], tf.float32)}
 
   def build_network(self):
-    return build_unet(self.height, self.width, 3, self.num_classes, self.base_filters,
-                      self.levels, name=f'{self.name}_unet')
+    return build_unet(
+        self.height,
+        self.width,
+        3,
+        self.num_classes,
+        self.base_filters,
+        self.levels,
+        name=f'{self.name}_unet',
+    )
 
   def call(self, model, inputs, training=False):
     image = inputs['image']
@@ -46,8 +61,9 @@ class SegmentationTask(FrameTask):
     mask = tf.cast(valid, tf.float32)
     loss = tf.reduce_sum(xent * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels), tf.float32)
-    return loss, {'pixel_accuracy': tf.reduce_sum(correct * mask) / tf.maximum(
-        tf.reduce_sum(mask), 1.0)}
+    return loss, {
+        'pixel_accuracy': tf.reduce_sum(correct * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+    }
 
   def new_metrics(self):
     return _SegmentationEvaluator(self.num_classes)

@@ -11,7 +11,6 @@ import os
 from typing import Optional
 
 import gin
-
 from taskology_tf.serving.export import SnapshotWriter
 from taskology_tf.training.grpc_peers import GrpcPeers
 from taskology_tf.training.trainer import Trainer
@@ -34,21 +33,32 @@ class DistributedConfig:
     peer_timeout_seconds: longest wait for one peer answer before skipping consistency.
   """
 
-  def __init__(self, server: str = '127.0.0.1:8500', snapshot_root: Optional[str] = None,
-               export_every: int = 100, keep_snapshots: int = 5, peer_refresh_steps: int = 1,
-               pin_versions: bool = False, peer_timeout_seconds: float = 30.0):
-    for name, value, low in (('export_every', export_every, 1),
-                             ('keep_snapshots', keep_snapshots, 0),
-                             ('peer_refresh_steps', peer_refresh_steps, 1)):
+  def __init__(
+      self,
+      server: str = '127.0.0.1:8500',
+      snapshot_root: Optional[str] = None,
+      export_every: int = 100,
+      keep_snapshots: int = 5,
+      peer_refresh_steps: int = 1,
+      pin_versions: bool = False,
+      peer_timeout_seconds: float = 30.0,
+  ):
+    for name, value, low in (
+        ('export_every', export_every, 1),
+        ('keep_snapshots', keep_snapshots, 0),
+        ('peer_refresh_steps', peer_refresh_steps, 1),
+    ):
       if value < low:
         raise ValueError(f'DistributedConfig.{name} must be >= {low}, got {value}')
     if peer_timeout_seconds <= 0:
-      raise ValueError('DistributedConfig.peer_timeout_seconds must be > 0, got '
-                       f'{peer_timeout_seconds}')
+      raise ValueError(
+          'DistributedConfig.peer_timeout_seconds must be > 0, got ' f'{peer_timeout_seconds}'
+      )
     if pin_versions and peer_refresh_steps % export_every:
       raise ValueError(
           f'DistributedConfig: pin_versions needs export_every ({export_every}) to divide '
-          f'peer_refresh_steps ({peer_refresh_steps}), or pinned versions never exist')
+          f'peer_refresh_steps ({peer_refresh_steps}), or pinned versions never exist'
+      )
     self.server = server
     self.snapshot_root = snapshot_root
     self.export_every = export_every
@@ -79,8 +89,7 @@ def models_config_text(snapshot_root: str, tasks, num_versions: Optional[int]) -
   """
   if num_versions is not None and num_versions < 1:
     raise ValueError(f'num_versions must be >= 1 (or None for all versions), got {num_versions}')
-  policy = ('all {}' if num_versions is None
-            else f'latest {{ num_versions: {num_versions} }}')
+  policy = 'all {}' if num_versions is None else f'latest {{ num_versions: {num_versions} }}'
   entries = []
   for task in tasks:
     entries.append(
@@ -89,7 +98,8 @@ def models_config_text(snapshot_root: str, tasks, num_versions: Optional[int]) -
         f'    base_path: "{os.path.join(snapshot_root, task)}"\n'
         '    model_platform: "tensorflow"\n'
         f'    model_version_policy {{ {policy} }}\n'
-        '  }\n')
+        '  }\n'
+    )
   return 'model_config_list {\n' + ''.join(entries) + '}\n'
 
 
@@ -115,14 +125,20 @@ class SnapshotExporter:
     if self._writer is None:  # Traced once, at the first export.
       task = trainer.setups[self.task_name].task
       model = trainer.models[self.task_name]
-      self._writer = SnapshotWriter(model, task.serving_function(model), self.snapshot_root,
-                                    self.task_name, keep_last=self.keep_last)
+      self._writer = SnapshotWriter(
+          model,
+          task.serving_function(model),
+          self.snapshot_root,
+          self.task_name,
+          keep_last=self.keep_last,
+      )
     self._writer.write(step)
     self.last_exported = step
 
 
-def build_task_trainer(experiment, task_name: str, run_dir: str,
-                       config: Optional[DistributedConfig] = None) -> Trainer:
+def build_task_trainer(
+    experiment, task_name: str, run_dir: str, config: Optional[DistributedConfig] = None
+) -> Trainer:
   """The trainer of one task of `experiment`, with gRPC peers and snapshot export.
 
   Args:
@@ -133,19 +149,22 @@ def build_task_trainer(experiment, task_name: str, run_dir: str,
   """
   config = config or DistributedConfig()
   experiment.config(task_name)  # Fails with the list of tasks if unknown.
-  peer_names = sorted({t for r in experiment.relations if task_name in r.tasks
-                       for t in r.tasks if t != task_name})
+  peer_names = sorted(
+      {t for r in experiment.relations if task_name in r.tasks for t in r.tasks if t != task_name}
+  )
   peers = None
   if peer_names:
-    peers = GrpcPeers([experiment.config(n).task for n in peer_names], config.server,
-                      refresh_steps=config.peer_refresh_steps,
-                      pin_versions=config.pin_versions,
-                      timeout_seconds=config.peer_timeout_seconds)
-  snapshot_root = config.snapshot_root or os.path.join(os.path.dirname(
-      os.path.abspath(run_dir)), 'snapshots')
-  exporter = SnapshotExporter(task_name, snapshot_root, config.export_every,
-                              config.keep_snapshots)
+    peers = GrpcPeers(
+        [experiment.config(n).task for n in peer_names],
+        config.server,
+        refresh_steps=config.peer_refresh_steps,
+        pin_versions=config.pin_versions,
+        timeout_seconds=config.peer_timeout_seconds,
+    )
+  snapshot_root = config.snapshot_root or os.path.join(
+      os.path.dirname(os.path.abspath(run_dir)), 'snapshots'
+  )
+  exporter = SnapshotExporter(task_name, snapshot_root, config.export_every, config.keep_snapshots)
   experiment.peer_gradients = False  # Peers are remote constants.
   experiment.peer_refresh_steps = 0
-  return experiment.build_trainer(run_dir, live=[task_name], peer_source=peers,
-                                  hooks=[exporter])
+  return experiment.build_trainer(run_dir, live=[task_name], peer_source=peers, hooks=[exporter])

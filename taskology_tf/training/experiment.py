@@ -14,10 +14,10 @@ import dataclasses
 import os
 from typing import Callable, List, Mapping, Optional, Sequence
 
-import gin
 import tensorflow as tf
 import tf_keras as keras
 
+import gin
 from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
 from taskology_tf.consistency.photometric import PhotometricConsistency
 from taskology_tf.consistency.segmentation_warp import SegmentationWarpConsistency
@@ -29,15 +29,19 @@ from taskology_tf.tasks.normals import NormalsTask
 from taskology_tf.tasks.segmentation import SegmentationTask
 from taskology_tf.training import distributed  # noqa: F401  (registers DistributedConfig)
 from taskology_tf.training import peers as peers_lib
-from taskology_tf.training.trainer import LoopConfig, TaskSetup, Trainer
+from taskology_tf.training.trainer import LoopConfig
+from taskology_tf.training.trainer import TaskSetup
+from taskology_tf.training.trainer import Trainer
 
 ClipSource = Callable[[], tf.data.Dataset]
 
 # Library classes made configurable from gin files. Registered here, explicitly, rather than by
 # decorators scattered through the library.
 for _cls, _module in (
-    (DepthTask, 'taskology_tf.tasks'), (NormalsTask, 'taskology_tf.tasks'),
-    (SegmentationTask, 'taskology_tf.tasks'), (EgomotionTask, 'taskology_tf.tasks'),
+    (DepthTask, 'taskology_tf.tasks'),
+    (NormalsTask, 'taskology_tf.tasks'),
+    (SegmentationTask, 'taskology_tf.tasks'),
+    (EgomotionTask, 'taskology_tf.tasks'),
     (DepthNormalsConsistency, 'taskology_tf.consistency'),
     (PhotometricConsistency, 'taskology_tf.consistency'),
     (SegmentationWarpConsistency, 'taskology_tf.consistency'),
@@ -65,14 +69,20 @@ def tpu_strategy(tpu: str = ''):
 
 
 @gin.configurable(module='taskology_tf.datasets')
-def synthetic_world_clips(domain: str = gin.REQUIRED, split: str = gin.REQUIRED,
-                          height: int = gin.REQUIRED, width: int = gin.REQUIRED,
-                          data_dir: str = 'data/tensorflow_datasets') -> tf.data.Dataset:
+def synthetic_world_clips(
+    domain: str = gin.REQUIRED,
+    split: str = gin.REQUIRED,
+    height: int = gin.REQUIRED,
+    width: int = gin.REQUIRED,
+    data_dir: str = 'data/tensorflow_datasets',
+) -> tf.data.Dataset:
   """Clips of the built-in synthetic world (see taskology_tf/datasets/synthetic_world)."""
   # Imported here so experiments that never touch it do not pay for importing TFDS.
   from taskology_tf.datasets.loader import load_synthetic_world  # pylint: disable=g-import-not-at-top
-  return load_synthetic_world(domain=domain, split=split, data_dir=data_dir, height=height,
-                              width=width)
+
+  return load_synthetic_world(
+      domain=domain, split=split, data_dir=data_dir, height=height, width=width
+  )
 
 
 @gin.configurable(module='taskology_tf.training')
@@ -91,6 +101,7 @@ class TaskConfig:
     consistency_weight: c_i, this task's multiplier on relation losses (distributed semantics).
     strategy: tf.distribute strategy factory for this task's trainer (None: default).
   """
+
   task: object = gin.REQUIRED
   optimizer: Callable[[], keras.optimizers.Optimizer] = gin.REQUIRED
   dedicated_clips: Optional[ClipSource] = None
@@ -124,22 +135,31 @@ class Experiment:
     seed: seeds TF's global generator (initialisation) and the data pipelines.
   """
 
-  def __init__(self, tasks: Sequence[TaskConfig] = gin.REQUIRED,
-               relations: Sequence = (), relation_weights: Optional[Mapping[str, float]] = None,
-               mediator_clips: Optional[ClipSource] = None, mediator_batch_size: int = 4,
-               mediator_frames: Optional[Sequence[int]] = None,
-               evaluation_clips: Optional[ClipSource] = None,
-               evaluation_frames: Optional[Sequence[int]] = None,
-               evaluation_max_clips: Optional[int] = None,
-               peer_gradients: bool = True, peer_refresh_steps: int = 0,
-               schedule: Optional[pipelines.MixingSchedule] = None,
-               loop: Optional[LoopConfig] = None, seed: int = 0):
+  def __init__(
+      self,
+      tasks: Sequence[TaskConfig] = gin.REQUIRED,
+      relations: Sequence = (),
+      relation_weights: Optional[Mapping[str, float]] = None,
+      mediator_clips: Optional[ClipSource] = None,
+      mediator_batch_size: int = 4,
+      mediator_frames: Optional[Sequence[int]] = None,
+      evaluation_clips: Optional[ClipSource] = None,
+      evaluation_frames: Optional[Sequence[int]] = None,
+      evaluation_max_clips: Optional[int] = None,
+      peer_gradients: bool = True,
+      peer_refresh_steps: int = 0,
+      schedule: Optional[pipelines.MixingSchedule] = None,
+      loop: Optional[LoopConfig] = None,
+      seed: int = 0,
+  ):
     self.tasks = list(tasks)
     self.relations = list(relations)
     self.relation_weights = dict(relation_weights or {})
     if self.relations and mediator_clips is None:
-      raise ValueError('Experiment: relations are configured but Experiment.mediator_clips is '
-                       'not; consistency needs a mediator dataset')
+      raise ValueError(
+          'Experiment: relations are configured but Experiment.mediator_clips is '
+          'not; consistency needs a mediator dataset'
+      )
     self.mediator_clips = mediator_clips
     self.mediator_batch_size = mediator_batch_size
     self.mediator_frames = mediator_frames
@@ -149,8 +169,10 @@ class Experiment:
     self.peer_gradients = peer_gradients
     self.peer_refresh_steps = peer_refresh_steps
     if peer_refresh_steps and peer_gradients:
-      raise ValueError('Experiment: peer_refresh_steps > 0 (stale peers) needs '
-                       'peer_gradients = False: stale copies cannot pass gradients')
+      raise ValueError(
+          'Experiment: peer_refresh_steps > 0 (stale peers) needs '
+          'peer_gradients = False: stale copies cannot pass gradients'
+      )
     self.schedule = schedule or pipelines.MixingSchedule()
     self.loop = loop or LoopConfig()
     self.seed = seed
@@ -168,30 +190,47 @@ class Experiment:
   def mediator_dataset(self) -> Optional[tf.data.Dataset]:
     if not self.relations:
       return None
-    return pipelines.mediator_dataset(self.mediator_clips(), self.mediator_batch_size,
-                                      self.mediator_frames, seed=self.seed)
+    return pipelines.mediator_dataset(
+        self.mediator_clips(), self.mediator_batch_size, self.mediator_frames, seed=self.seed
+    )
 
   def evaluation_dataset(self, batch_size: int = 16) -> Optional[tf.data.Dataset]:
     if self.evaluation_clips is None:
       return None
-    return pipelines.evaluation_dataset(self.evaluation_clips(), batch_size,
-                                        self.evaluation_frames, self.evaluation_max_clips)
+    return pipelines.evaluation_dataset(
+        self.evaluation_clips(), batch_size, self.evaluation_frames, self.evaluation_max_clips
+    )
 
   def setups(self, live: Sequence[str]) -> List[TaskSetup]:
     out = []
     for i, c in enumerate(self.tasks):
       dedicated = None
       if c.task.name in live and c.dedicated_clips is not None:
-        dedicated = pipelines.dedicated_dataset(c.dedicated_clips(), c.batch_size,
-                                                c.label_fraction, c.dedicated_frames,
-                                                seed=self.seed * 1000 + i)
-      out.append(TaskSetup(task=c.task, optimizer=c.optimizer, dedicated=dedicated,
-                           consistency_weight=c.consistency_weight, strategy=c.strategy))
+        dedicated = pipelines.dedicated_dataset(
+            c.dedicated_clips(),
+            c.batch_size,
+            c.label_fraction,
+            c.dedicated_frames,
+            seed=self.seed * 1000 + i,
+        )
+      out.append(
+          TaskSetup(
+              task=c.task,
+              optimizer=c.optimizer,
+              dedicated=dedicated,
+              consistency_weight=c.consistency_weight,
+              strategy=c.strategy,
+          )
+      )
     return out
 
-  def build_trainer(self, run_dir: str, live: Optional[Sequence[str]] = None,
-                    peer_source: Optional[peers_lib.PeerSource] = None,
-                    hooks: Sequence = ()) -> Trainer:
+  def build_trainer(
+      self,
+      run_dir: str,
+      live: Optional[Sequence[str]] = None,
+      peer_source: Optional[peers_lib.PeerSource] = None,
+      hooks: Sequence = (),
+  ) -> Trainer:
     """Builds the trainer of `live` tasks (default: all, i.e. collective mode)."""
     tf.keras.utils.set_random_seed(self.seed)
     live = list(live) if live is not None else self.task_names
@@ -205,16 +244,26 @@ class Experiment:
       tasks = [self.config(n).task for n in live]
       factory = lambda models: peers_lib.StaleCopyPeers(tasks, models, self.peer_refresh_steps)
     return Trainer(
-        setups=self.setups(live), live=live, relations=relations,
-        relation_weights={k: v for k, v in self.relation_weights.items()
-                          if k in {r.name for r in relations}},
-        mediator=self.mediator_dataset() if relations else None, peer_source_factory=factory,
-        peer_gradients=self.peer_gradients, schedule=self.schedule, loop=self.loop,
-        run_dir=run_dir, evaluation=self.evaluation_dataset(), hooks=hooks)
+        setups=self.setups(live),
+        live=live,
+        relations=relations,
+        relation_weights={
+            k: v for k, v in self.relation_weights.items() if k in {r.name for r in relations}
+        },
+        mediator=self.mediator_dataset() if relations else None,
+        peer_source_factory=factory,
+        peer_gradients=self.peer_gradients,
+        schedule=self.schedule,
+        loop=self.loop,
+        run_dir=run_dir,
+        evaluation=self.evaluation_dataset(),
+        hooks=hooks,
+    )
 
 
-def parse_gin(gin_files: Sequence[str], gin_bindings: Sequence[str] = (),
-              search_dirs: Sequence[str] = ()) -> None:
+def parse_gin(
+    gin_files: Sequence[str], gin_bindings: Sequence[str] = (), search_dirs: Sequence[str] = ()
+) -> None:
   """Parses gin files and bindings with errors that name the file or binding at fault.
 
   Args:

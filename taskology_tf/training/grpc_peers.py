@@ -26,7 +26,9 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
-from taskology_tf.serving.client import PeerClient, PeerError, PrefetchingPeerClient
+from taskology_tf.serving.client import PeerClient
+from taskology_tf.serving.client import PeerError
+from taskology_tf.serving.client import PrefetchingPeerClient
 from taskology_tf.tasks.base import Task
 from taskology_tf.training.peers import PeerSource
 
@@ -44,9 +46,16 @@ class GrpcPeers(PeerSource):
     max_message_bytes: gRPC message size cap.
   """
 
-  def __init__(self, tasks: Sequence[Task], target: str, refresh_steps: int = 1,
-               pin_versions: bool = False, timeout_seconds: float = 30.0,
-               channel_credentials=None, max_message_bytes: int = 64 << 20):
+  def __init__(
+      self,
+      tasks: Sequence[Task],
+      target: str,
+      refresh_steps: int = 1,
+      pin_versions: bool = False,
+      timeout_seconds: float = 30.0,
+      channel_credentials=None,
+      max_message_bytes: int = 64 << 20,
+  ):
     if refresh_steps < 1:
       raise ValueError(f'GrpcPeers: refresh_steps must be >= 1, got {refresh_steps}')
     self._tasks = {t.name: t for t in tasks}
@@ -55,17 +64,27 @@ class GrpcPeers(PeerSource):
     self.pin_versions = pin_versions
     self.timeout_seconds = timeout_seconds
     self._clients = {
-        name: PeerClient(target, name, timeout_seconds=min(timeout_seconds, 10.0), retries=2,
-                         backoff_seconds=0.2, channel_credentials=channel_credentials,
-                         max_message_bytes=max_message_bytes)
-        for name in self._tasks}
-    self._prefetch = {name: PrefetchingPeerClient(c, max_in_flight=2)
-                      for name, c in self._clients.items()}
+        name: PeerClient(
+            target,
+            name,
+            timeout_seconds=min(timeout_seconds, 10.0),
+            retries=2,
+            backoff_seconds=0.2,
+            channel_credentials=channel_credentials,
+            max_message_bytes=max_message_bytes,
+        )
+        for name in self._tasks
+    }
+    self._prefetch = {
+        name: PrefetchingPeerClient(c, max_in_flight=2) for name, c in self._clients.items()
+    }
     # Version look-ups fail fast (a down server must not stall every step for a deadline).
     self._status_clients = {
-        name: PeerClient(target, name, timeout_seconds=2.0, retries=0,
-                         channel_credentials=channel_credentials)
-        for name in self._tasks}
+        name: PeerClient(
+            target, name, timeout_seconds=2.0, retries=0, channel_credentials=channel_credentials
+        )
+        for name in self._tasks
+    }
     self._current: Dict[str, Optional[int]] = {name: None for name in self._tasks}
     self._refreshed_at: Dict[str, int] = {name: -1 for name in self._tasks}
     self._unavailable_since: Optional[float] = None
@@ -112,19 +131,23 @@ class GrpcPeers(PeerSource):
       deadline = time.monotonic() + self.timeout_seconds
       while result is None:
         try:
-          result = self._prefetch[name].result(step, timeout=max(deadline - time.monotonic(),
-                                                                  0.1))
+          result = self._prefetch[name].result(step, timeout=max(deadline - time.monotonic(), 0.1))
         except PeerError as e:
           # A pinned version the peer has not exported yet answers NOT_FOUND: wait for it
           # (bounded), as Fig. 5's deterministic staleness requires.
-          if (self.pin_versions and getattr(e, 'code', None) == grpc.StatusCode.NOT_FOUND
-              and time.monotonic() < deadline):
+          if (
+              self.pin_versions
+              and getattr(e, 'code', None) == grpc.StatusCode.NOT_FOUND
+              and time.monotonic() < deadline
+          ):
             time.sleep(0.2)
             self._submit(name, step, mediator)
             continue
           self._note_unavailable(name, e)
-          return None, {'reason': f'{name}: {e}',
-                        'peer_wait_seconds': time.monotonic() - wait_start}
+          return None, {
+              'reason': f'{name}: {e}',
+              'peer_wait_seconds': time.monotonic() - wait_start,
+          }
       self.bytes_sent += result.request_bytes
       self.bytes_received += result.response_bytes
       outputs = {k: tf.convert_to_tensor(v) for k, v in result.outputs.items()}
@@ -134,8 +157,9 @@ class GrpcPeers(PeerSource):
         info[f'staleness_seconds/{name}'] = float(result.age_seconds)
       info[f'peer_version/{name}'] = float(result.version)
     if self._unavailable_since is not None:
-      logging.info('peers back after %.1f s; consistency resumes',
-                   time.monotonic() - self._unavailable_since)
+      logging.info(
+          'peers back after %.1f s; consistency resumes', time.monotonic() - self._unavailable_since
+      )
       self._unavailable_since = None
     info['peer_wait_seconds'] = time.monotonic() - wait_start
     info['peer_bytes_sent'] = float(self.bytes_sent)
@@ -145,8 +169,12 @@ class GrpcPeers(PeerSource):
   def _note_unavailable(self, name, error):
     if self._unavailable_since is None:
       self._unavailable_since = time.monotonic()
-      logging.warning('peer %r at %s unavailable (%s): consistency skipped until it answers',
-                      name, self.target, error)
+      logging.warning(
+          'peer %r at %s unavailable (%s): consistency skipped until it answers',
+          name,
+          self.target,
+          error,
+      )
     # Drop queued requests so a dead peer does not pile up work for when it returns.
     for prefetch in self._prefetch.values():
       for key in prefetch.pending():

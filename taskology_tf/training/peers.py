@@ -36,8 +36,9 @@ class PeerSource(abc.ABC):
     del step, mediator
 
   @abc.abstractmethod
-  def predictions(self, step: int, mediator: Mapping[str, tf.Tensor]
-                  ) -> Tuple[Optional[Predictions], Dict[str, float]]:
+  def predictions(
+      self, step: int, mediator: Mapping[str, tf.Tensor]
+  ) -> Tuple[Optional[Predictions], Dict[str, float]]:
     """Returns ({task: {output: [B, T, ...]}} or None if unavailable, info scalars).
 
     info holds e.g. `staleness_steps/<task>`; None means the trainer must skip consistency
@@ -66,8 +67,9 @@ class StaleCopyPeers(PeerSource):
     refresh_steps: refresh period in steps (>= 1).
   """
 
-  def __init__(self, tasks: Sequence[Task], live_models: Mapping[str, keras.Model],
-               refresh_steps: int):
+  def __init__(
+      self, tasks: Sequence[Task], live_models: Mapping[str, keras.Model], refresh_steps: int
+  ):
     if refresh_steps < 1:
       raise ValueError(f'StaleCopyPeers: refresh_steps must be >= 1, got {refresh_steps}')
     self._tasks = {t.name: t for t in tasks}
@@ -92,8 +94,10 @@ class StaleCopyPeers(PeerSource):
     self._version.assign(version)
 
   def _predict_all(self, mediator):
-    return {name: task.predict_mediator(self._copies[name], mediator)
-            for name, task in self._tasks.items()}
+    return {
+        name: task.predict_mediator(self._copies[name], mediator)
+        for name, task in self._tasks.items()
+    }
 
   def predictions(self, step, mediator):
     due = (step // self.refresh_steps) * self.refresh_steps

@@ -25,8 +25,9 @@ def summarize(per_config, metrics):
   """per_config: {name: [ {task: {metric: v}} per seed ]} -> {name: {task/metric: (mean, se, n)}}."""
   table = {}
   for name, runs in per_config.items():
-    cols = metrics or sorted({f'{t}/{m}' for r in runs for t, ms in r.items() for m in ms
-                              if m != 'num_pixels'})
+    cols = metrics or sorted(
+        {f'{t}/{m}' for r in runs for t, ms in r.items() for m in ms if m != 'num_pixels'}
+    )
     table[name] = {}
     for col in cols:
       task, _, metric = col.partition('/')
@@ -39,9 +40,14 @@ def summarize(per_config, metrics):
 def to_markdown(table, title, command):
   cols = sorted({c for row in table.values() for c in row}, key=lambda c: (c.split('/')[0], c))
   seeds = max((v[2] for row in table.values() for v in row.values()), default=0)
-  head = ['| config | ' + ' | '.join(
-      c + (' (lower is better)' if c.split('/')[1] in LOWER_IS_BETTER else '') for c in cols) + ' |',
-          '|---' * (len(cols) + 1) + '|']
+  head = [
+      '| config | '
+      + ' | '.join(
+          c + (' (lower is better)' if c.split('/')[1] in LOWER_IS_BETTER else '') for c in cols
+      )
+      + ' |',
+      '|---' * (len(cols) + 1) + '|',
+  ]
   rows = []
   for name, row in table.items():
     cells = []
@@ -52,8 +58,23 @@ def to_markdown(table, title, command):
       else:
         cells.append('-')
     rows.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-  return '\n'.join([f'### {title}', '', f'Mean ± standard error over {seeds} seed(s). Command:',
-                    '', '```', command, '```', ''] + head + rows) + '\n'
+  return (
+      '\n'.join(
+          [
+              f'### {title}',
+              '',
+              f'Mean ± standard error over {seeds} seed(s). Command:',
+              '',
+              '```',
+              command,
+              '```',
+              '',
+          ]
+          + head
+          + rows
+      )
+      + '\n'
+  )
 
 
 def peer_staleness(run_dir):
@@ -66,25 +87,33 @@ def peer_staleness(run_dir):
     the peer's trainer runs ahead, and the snapshot's age in seconds, which never is.
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   out = {'steps': [], 'seconds': []}
   for path in sorted(glob.glob(os.path.join(run_dir, '*', 'train', 'events.out.tfevents.*'))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
         kind = value.tag.split('/', 1)[0]
         if kind in ('staleness_steps', 'staleness_seconds'):
-          number = (float(tf.make_ndarray(value.tensor)) if value.HasField('tensor')
-                    else float(value.simple_value))
+          number = (
+              float(tf.make_ndarray(value.tensor))
+              if value.HasField('tensor')
+              else float(value.simple_value)
+          )
           out[kind.split('_', 1)[1]].append(number)
   return out
 
 
 def staleness_summary(samples):
   """'median M <unit> (10th-90th percentile A to B, N samples)' for steps and for seconds."""
+
   def describe(values, unit):
     if not values:
       return f'no {unit} samples'
     values = sorted(values)
     pick = lambda q: values[min(int(q * len(values)), len(values) - 1)]
-    return (f'median {pick(0.5):.4g} {unit} (10th-90th percentile {pick(0.1):.4g} to '
-            f'{pick(0.9):.4g}, {len(values)} samples)')
+    return (
+        f'median {pick(0.5):.4g} {unit} (10th-90th percentile {pick(0.1):.4g} to '
+        f'{pick(0.9):.4g}, {len(values)} samples)'
+    )
+
   return f"{describe(samples['steps'], 'steps')}; {describe(samples['seconds'], 's')}"

@@ -22,8 +22,9 @@ class SummaryWriter:
     """images: {name: float [N, H, W, C] in [0, 1], C in (1, 3)}."""
     with self._writer.as_default(step=step):
       for k, v in images.items():
-        tf.summary.image(k, tf.clip_by_value(tf.cast(v, tf.float32), 0.0, 1.0),
-                         max_outputs=max_outputs)
+        tf.summary.image(
+            k, tf.clip_by_value(tf.cast(v, tf.float32), 0.0, 1.0), max_outputs=max_outputs
+        )
 
   def flush(self) -> None:
     self._writer.flush()
@@ -53,11 +54,20 @@ class Progress:
       self.rate = inst if self.rate == 0.0 else 0.5 * self.rate + 0.5 * inst
     self._last_step, self._last_time = step, now
     eta = (self.total - step) / self.rate if self.rate > 0 else float('nan')
-    shown = {k: v for k, v in scalars.items() if k == 'total' or k.startswith(
-        ('supervised/', 'consistency/', 'staleness'))}
-    logging.info('%sstep %d/%d  %.2f steps/s  ETA %s  %s', self.prefix, step, self.total,
-                 self.rate, format_seconds(eta),
-                 '  '.join(f'{k}={v:.4g}' for k, v in sorted(shown.items())))
+    shown = {
+        k: v
+        for k, v in scalars.items()
+        if k == 'total' or k.startswith(('supervised/', 'consistency/', 'staleness'))
+    }
+    logging.info(
+        '%sstep %d/%d  %.2f steps/s  ETA %s  %s',
+        self.prefix,
+        step,
+        self.total,
+        self.rate,
+        format_seconds(eta),
+        '  '.join(f'{k}={v:.4g}' for k, v in sorted(shown.items())),
+    )
 
 
 def format_seconds(seconds: Optional[float]) -> str:

@@ -26,7 +26,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from taskology_tf.inputs.pipelines import MixingSchedule
-from taskology_tf.tasks.base import Task, to_float_image
+from taskology_tf.tasks.base import Task
+from taskology_tf.tasks.base import to_float_image
 from taskology_tf.training import summaries
 from taskology_tf.training.peers import PeerSource
 
@@ -48,6 +49,7 @@ class TaskSetup:
       peer_gradients is False (each distributed trainer has its own).
     strategy: a factory returning this task's tf.distribute strategy (None: default).
   """
+
   task: Task
   optimizer: Callable[[], keras.optimizers.Optimizer]
   dedicated: Optional[tf.data.Dataset] = None
@@ -68,6 +70,7 @@ class LoopConfig:
     keep_checkpoints: checkpoints kept on disk.
     eval_every: evaluation every this many steps (0: only at the end).
   """
+
   num_steps: int = 1000
   log_every: int = 50
   summary_every: int = 25
@@ -101,7 +104,8 @@ def _shard_for_replica(tensors):
     if x is None:  # No mediator batch or no peers this step.
       return None
     per = tf.shape(x)[0] // n
-    return x[rid * per:(rid + 1) * per]
+    return x[rid * per : (rid + 1) * per]
+
   return tf.nest.map_structure(shard, tensors)
 
 
@@ -128,13 +132,21 @@ class Trainer:
     hooks: callables hook(step, trainer) run after every step (e.g. snapshot export).
   """
 
-  def __init__(self, setups: Sequence[TaskSetup], live: Sequence[str],
-               relations: Sequence, relation_weights: Optional[Mapping[str, float]],
-               mediator: Optional[tf.data.Dataset],
-               peer_source_factory: Optional[Callable[[Mapping[str, keras.Model]], PeerSource]],
-               peer_gradients: bool, schedule: MixingSchedule, loop: LoopConfig, run_dir: str,
-               evaluation: Optional[tf.data.Dataset] = None,
-               hooks: Sequence[Callable[[int, 'Trainer'], None]] = ()):
+  def __init__(
+      self,
+      setups: Sequence[TaskSetup],
+      live: Sequence[str],
+      relations: Sequence,
+      relation_weights: Optional[Mapping[str, float]],
+      mediator: Optional[tf.data.Dataset],
+      peer_source_factory: Optional[Callable[[Mapping[str, keras.Model]], PeerSource]],
+      peer_gradients: bool,
+      schedule: MixingSchedule,
+      loop: LoopConfig,
+      run_dir: str,
+      evaluation: Optional[tf.data.Dataset] = None,
+      hooks: Sequence[Callable[[int, 'Trainer'], None]] = (),
+  ):
     self.setups = {s.task.name: s for s in setups}
     if len(self.setups) != len(setups):
       raise ValueError(f'duplicate task names in {[s.task.name for s in setups]}')
@@ -147,13 +159,17 @@ class Trainer:
     known_relations = {r.name for r in self.relations}
     for name in self.relation_weights:
       if name not in known_relations:
-        raise ValueError(f'relation_weights names unknown relation {name!r}; '
-                         f'relations are {sorted(known_relations)}')
+        raise ValueError(
+            f'relation_weights names unknown relation {name!r}; '
+            f'relations are {sorted(known_relations)}'
+        )
     for r in self.relations:
       missing = [t for t in r.tasks if t not in self.setups]
       if missing:
-        raise ValueError(f'relation {r.name!r} needs task(s) {missing}, which the experiment '
-                         f'does not define (tasks: {list(self.setups)})')
+        raise ValueError(
+            f'relation {r.name!r} needs task(s) {missing}, which the experiment '
+            f'does not define (tasks: {list(self.setups)})'
+        )
     self.mediator = mediator if self.relations else None
     self.peer_gradients = peer_gradients
     self.schedule = schedule
@@ -164,8 +180,10 @@ class Trainer:
 
     strategies = {self.setups[n].strategy for n in self.live}
     if len(self.live) > 1 and any(s is not None for s in strategies):
-      raise ValueError('per-task strategies apply to distributed (one live task) training; '
-                       'collective mode trains every task under one default strategy')
+      raise ValueError(
+          'per-task strategies apply to distributed (one live task) training; '
+          'collective mode trains every task under one default strategy'
+      )
     factory = self.setups[self.live[0]].strategy if len(self.live) == 1 else None
     self.strategy = factory() if factory is not None else tf.distribute.get_strategy()
 
@@ -179,13 +197,21 @@ class Trainer:
         self.optimizers[name].build(self.models[name].trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
     self.peer_source = peer_source_factory(self.models) if peer_source_factory else None
-    if (peer_gradients and self.peer_source is not None
-        and set(self.peer_source.task_names) & set(self.live)):
-      raise ValueError('peer_gradients=True needs live peers; stale peers are constants by '
-                       'definition. Set peer_gradients=False to use stale peers.')
+    if (
+        peer_gradients
+        and self.peer_source is not None
+        and set(self.peer_source.task_names) & set(self.live)
+    ):
+      raise ValueError(
+          'peer_gradients=True needs live peers; stale peers are constants by '
+          'definition. Set peer_gradients=False to use stale peers.'
+      )
     self._check_peer_coverage()
-    self._counters = {name: _Counter(f'dedicated_{name}') for name in self.live
-                      if self.setups[name].dedicated is not None}
+    self._counters = {
+        name: _Counter(f'dedicated_{name}')
+        for name in self.live
+        if self.setups[name].dedicated is not None
+    }
     if self.mediator is not None:
       self._counters['mediator'] = _Counter('mediator')
     self._step_fn = tf.function(self._distributed_step)
@@ -201,7 +227,8 @@ class Trainer:
       items.update(self.peer_source.checkpoint_items())
     self.checkpoint = tf.train.Checkpoint(**items)
     self.checkpoint_manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(run_dir, 'checkpoints'), max_to_keep=loop.keep_checkpoints)
+        self.checkpoint, os.path.join(run_dir, 'checkpoints'), max_to_keep=loop.keep_checkpoints
+    )
     self.writer = summaries.SummaryWriter(os.path.join(run_dir, 'train'))
     self.eval_writer = summaries.SummaryWriter(os.path.join(run_dir, 'eval'))
 
@@ -214,12 +241,16 @@ class Trainer:
     peer_names = set(self.peer_source.task_names) if self.peer_source else set()
     for r in self.relations:
       if not any(t in self.live for t in r.tasks):
-        raise ValueError(f'relation {r.name!r} involves none of the live tasks {self.live}; '
-                         'drop it from this trainer')
+        raise ValueError(
+            f'relation {r.name!r} involves none of the live tasks {self.live}; '
+            'drop it from this trainer'
+        )
       for t in r.tasks:
         if t not in self.live and t not in peer_names:
-          raise ValueError(f'relation {r.name!r} needs predictions of task {t!r}, which is not '
-                           'live here and has no peer source (configure peers for it)')
+          raise ValueError(
+              f'relation {r.name!r} needs predictions of task {t!r}, which is not '
+              'live here and has no peer source (configure peers for it)'
+          )
 
   # ----------------------------------------------------------------------------------------------
   # One step.
@@ -242,8 +273,10 @@ class Trainer:
     if mediator is None:
       return total, terms
     rel_batch = self._relation_batch(mediator)
-    live_preds = {name: self.setups[name].task.predict_mediator(
-        self.models[name], mediator, training=True) for name in self.live}
+    live_preds = {
+        name: self.setups[name].task.predict_mediator(self.models[name], mediator, training=True)
+        for name in self.live
+    }
     peers = dict(peers or {})
     for r in self.relations:
       if any(t not in live_preds and t not in peers for t in r.tasks):
@@ -279,8 +312,7 @@ class Trainer:
     with tf.GradientTape() as tape:
       total, terms = self._losses(dedicated, mediator, peers)
       # Gradients are summed across replicas, so each replica's share is scaled by 1/n.
-      scaled = total / tf.cast(
-          tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
+      scaled = total / tf.cast(tf.distribute.get_replica_context().num_replicas_in_sync, tf.float32)
     grads = tape.gradient(scaled, variables)
     for name in self.live:
       pairs = [(g, v) for g, v in zip(grads[name], variables[name]) if g is not None]
@@ -291,8 +323,10 @@ class Trainer:
 
   def _distributed_step(self, dedicated, mediator, peers):
     per_replica = self.strategy.run(self._replica_step, args=(dedicated, mediator, peers))
-    return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-            for k, v in per_replica.items()}
+    return {
+        k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+        for k, v in per_replica.items()
+    }
 
   # ----------------------------------------------------------------------------------------------
   # The loop.
@@ -326,7 +360,8 @@ class Trainer:
         raise NonFiniteLossError(
             f'step {step}: loss term {k!r} ({kind} loss of {rest or "all tasks"}) is {v}; '
             f'stopping. The last good checkpoint stays intact: '
-            f'{self.checkpoint_manager.latest_checkpoint or "(none written yet)"}')
+            f'{self.checkpoint_manager.latest_checkpoint or "(none written yet)"}'
+        )
 
   def train(self) -> Dict[str, Dict[str, float]]:
     """Runs to loop.num_steps (resuming if a checkpoint exists); returns final eval metrics."""
@@ -354,10 +389,14 @@ class Trainer:
           peers, info = self.peer_source.predictions(step, mediator)
           if peers is None:
             logging.log_every_n_seconds(
-                logging.WARNING, 'step %d: peers unavailable (%s); consistency skipped, '
-                'supervised training goes on', 30, step, info.get('reason', 'unknown'))
-            info = {**{k: v for k, v in info.items() if k != 'reason'},
-                    'consistency_skipped': 1.0}
+                logging.WARNING,
+                'step %d: peers unavailable (%s); consistency skipped, '
+                'supervised training goes on',
+                30,
+                step,
+                info.get('reason', 'unknown'),
+            )
+            info = {**{k: v for k, v in info.items() if k != 'reason'}, 'consistency_skipped': 1.0}
             mediator = None
           # Look one mediator batch ahead so a remote peer source can start answering it while
           # this step trains (the gRPC peers' prefetch).
@@ -377,8 +416,10 @@ class Trainer:
       self._after_step(step + 1, terms, info, progress)
     if self.peer_source is not None:
       self.peer_source.close()
-    if not self.checkpoint_manager.latest_checkpoint or int(
-        self.checkpoint_manager.latest_checkpoint.rsplit('-', 1)[-1]) != self.loop.num_steps:
+    if (
+        not self.checkpoint_manager.latest_checkpoint
+        or int(self.checkpoint_manager.latest_checkpoint.rsplit('-', 1)[-1]) != self.loop.num_steps
+    ):
       self.save()
     results = self.evaluate_and_log(self.loop.num_steps)
     self.writer.flush()
@@ -418,15 +459,17 @@ class Trainer:
     """Scores every live task with its metrics on the evaluation dataset."""
     if self.evaluation is None:
       return {}
-    return evaluate_models({n: self.setups[n].task for n in self.live}, self.models,
-                           self.evaluation)
+    return evaluate_models(
+        {n: self.setups[n].task for n in self.live}, self.models, self.evaluation
+    )
 
   def evaluate_and_log(self, step) -> Dict[str, Dict[str, float]]:
     results = self.evaluate()
     for name, metrics in results.items():
       self.eval_writer.scalars(step, {f'{name}/{k}': v for k, v in metrics.items()})
-      logging.info('eval step %d %s: %s', step, name,
-                   ', '.join(f'{k}={v:.4f}' for k, v in metrics.items()))
+      logging.info(
+          'eval step %d %s: %s', step, name, ', '.join(f'{k}={v:.4f}' for k, v in metrics.items())
+      )
     if results:
       path = os.path.join(self.run_dir, 'eval_results.json')
       _write_json_atomic(path, {'step': step, 'metrics': results})
@@ -437,15 +480,17 @@ class Trainer:
     return results
 
 
-def evaluate_models(tasks: Mapping[str, Task], models: Mapping[str, keras.Model],
-                    dataset: tf.data.Dataset) -> Dict[str, Dict[str, float]]:
+def evaluate_models(
+    tasks: Mapping[str, Task], models: Mapping[str, keras.Model], dataset: tf.data.Dataset
+) -> Dict[str, Dict[str, float]]:
   """One pass over `dataset` (labelled frames); returns {task: metrics}."""
   evaluators = {n: t.new_metrics() for n, t in tasks.items()}
   evaluators = {n: e for n, e in evaluators.items() if e is not None}
   if not evaluators:
     return {}
-  calls = {n: tf.function(lambda inputs, _n=n: tasks[_n].call(models[_n], inputs))
-           for n in evaluators}
+  calls = {
+      n: tf.function(lambda inputs, _n=n: tasks[_n].call(models[_n], inputs)) for n in evaluators
+  }
   for batch in dataset:
     for name, evaluator in evaluators.items():
       outputs = calls[name](tasks[name].dedicated_inputs(batch))

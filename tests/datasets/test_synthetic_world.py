@@ -19,15 +19,28 @@ from taskology_tf.datasets.synthetic_world import scene as scene_lib
 H, W = 48, 64
 SEEDS = tuple(range(6))
 DT = scene_lib.DEFAULT_TIME_STEP
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # Everything that must not depend on the appearance domain.
-GEOMETRY_KEYS = ('depth', 'normals', 'semantics', 'instance', 'intrinsics',
-                 'egomotion', 'object_motion', 'camera_to_vehicle',
-                 'lidar_points', 'lidar_valid', 'lidar_classes',
-                 'lidar_track_ids', 'boxes', 'box_classes', 'track_ids',
-                 'num_boxes', 'scene_seed')
+GEOMETRY_KEYS = (
+    'depth',
+    'normals',
+    'semantics',
+    'instance',
+    'intrinsics',
+    'egomotion',
+    'object_motion',
+    'camera_to_vehicle',
+    'lidar_points',
+    'lidar_valid',
+    'lidar_classes',
+    'lidar_track_ids',
+    'boxes',
+    'box_classes',
+    'track_ids',
+    'num_boxes',
+    'scene_seed',
+)
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,8 +56,7 @@ def _example(seed, domain='real'):
 
 def _rays(k, uv):
   """[N, 3] K^-1 [u, v, 1] for pixel coordinates uv [N, 2]."""
-  return np.concatenate([uv, np.ones((uv.shape[0], 1))], 1) @ np.linalg.inv(
-      k).T
+  return np.concatenate([uv, np.ones((uv.shape[0], 1))], 1) @ np.linalg.inv(k).T
 
 
 def _project(k, x):
@@ -73,8 +85,7 @@ def test_different_seeds_differ():
 
 
 def test_example_seeds_are_deterministic_and_disjoint_across_splits():
-  seeds = {(s, k): scene_lib.example_seed(7, s, k)
-           for s in range(3) for k in range(200)}
+  seeds = {(s, k): scene_lib.example_seed(7, s, k) for s in range(3) for k in range(200)}
   assert len(set(seeds.values())) == len(seeds)  # no scene shared
   assert all(0 <= v < 2**63 for v in seeds.values())  # fits int64
   # Independent of generation order: recomputing one index alone agrees.
@@ -86,8 +97,7 @@ def test_split_example_is_the_seeded_scene():
   config = sw_builder.make_config('sim', 24, 32, seed=5)
   ex = sw_builder.render_split_example(config, 'validation', 4)
   seed = scene_lib.example_seed(5, sw_builder.SPLIT_INDICES['validation'], 4)
-  direct = render.render_example(scene_lib.generate_scene(seed), 24, 32,
-                                 'sim')
+  direct = render.render_example(scene_lib.generate_scene(seed), 24, 32, 'sim')
   assert ex['scene_seed'] == seed
   np.testing.assert_array_equal(ex['image'], direct['image'])
   np.testing.assert_array_equal(ex['depth'], direct['depth'])
@@ -95,8 +105,10 @@ def test_split_example_is_the_seeded_scene():
 
 def test_configs_any_size_and_split_sizes(tmp_path):
   assert sw_builder.make_config('real', 64, 96).name == 'real_64x96'
-  assert (sw_builder.make_config('sim', 128, 416) is
-          sw_builder.SyntheticWorld.builder_configs['sim_128x416'])
+  assert (
+      sw_builder.make_config('sim', 128, 416)
+      is sw_builder.SyntheticWorld.builder_configs['sim_128x416']
+  )
   # A predefined name with other split sizes is still usable.
   config = sw_builder.make_config('real', 64, 96, num_train=5, num_test=0)
   assert config.name == 'real_64x96'
@@ -125,12 +137,16 @@ def test_real_domain_is_textured_where_sim_is_flat():
   # what sim shows) means texture dominates.
   for seed in SEEDS[:3]:
     sim, real = _example(seed, 'sim'), _example(seed, 'real')
-    same = ((sim['instance'][..., 1:] == sim['instance'][..., :-1]) &
-            (sim['instance'][..., 1:] >= 0) &
-            np.all(sim['normals'][:, :, 1:] == sim['normals'][:, :, :-1], -1))
+    same = (
+        (sim['instance'][..., 1:] == sim['instance'][..., :-1])
+        & (sim['instance'][..., 1:] >= 0)
+        & np.all(sim['normals'][:, :, 1:] == sim['normals'][:, :, :-1], -1)
+    )
+
     def mean_step(img):
       step = np.abs(np.diff(img.astype(np.float64), axis=2)).mean(-1)
       return step[same].mean()
+
     assert mean_step(sim['image']) < 0.5
     assert mean_step(real['image']) > 4.6
 
@@ -155,8 +171,7 @@ def test_intrinsics_follow_the_pixel_centre_convention():
   k = render.intrinsics_from_fov(H, W, 90.0)
   edges = _rays(k, np.array([[-0.5, (H - 1) / 2], [W - 0.5, (H - 1) / 2]]))
   np.testing.assert_allclose(edges[:, 0], [-1.0, 1.0], atol=1e-12)
-  np.testing.assert_allclose(k, [[W / 2, 0, (W - 1) / 2],
-                                 [0, W / 2, (H - 1) / 2], [0, 0, 1]])
+  np.testing.assert_allclose(k, [[W / 2, 0, (W - 1) / 2], [0, W / 2, (H - 1) / 2], [0, 0, 1]])
 
 
 def test_ground_depth_is_z_of_the_plane_intersection():
@@ -173,8 +188,7 @@ def test_ground_depth_is_z_of_the_plane_intersection():
     v = np.broadcast_to(np.arange(H)[None, :, None], ground.shape)[ground]
     assert np.all(v > k[1, 2])  # below the horizon
     expected = k[1, 1] * scene_lib.CAMERA_HEIGHT / (v - k[1, 2])
-    np.testing.assert_allclose(ex['depth'][..., 0][ground], expected,
-                               rtol=1e-5)
+    np.testing.assert_allclose(ex['depth'][..., 0][ground], expected, rtol=1e-5)
 
 
 def test_sky_depth_and_normals():
@@ -184,8 +198,7 @@ def test_sky_depth_and_normals():
     assert sky.any()
     assert np.all(ex['depth'][..., 0][sky] == render.SKY_DEPTH)
     assert np.all(ex['depth'][..., 0][~sky] < render.SKY_DEPTH)
-    np.testing.assert_array_equal(ex['normals'][sky],
-                                  np.broadcast_to([0, 0, -1.0], (sky.sum(), 3)))
+    np.testing.assert_array_equal(ex['normals'][sky], np.broadcast_to([0, 0, -1.0], (sky.sum(), 3)))
 
 
 def test_normals_are_unit_face_the_camera_and_ground_points_up():
@@ -199,17 +212,16 @@ def test_normals_are_unit_face_the_camera_and_ground_points_up():
     assert np.all(facing < 0)
     # Up in the world is -y in a camera with zero pitch and roll.
     ground = ex['semantics'] == scene_lib.GROUND
-    np.testing.assert_allclose(ex['normals'][ground],
-                               np.broadcast_to([0, -1.0, 0],
-                                               (ground.sum(), 3)), atol=1e-6)
+    np.testing.assert_allclose(
+        ex['normals'][ground], np.broadcast_to([0, -1.0, 0], (ground.sum(), 3)), atol=1e-6
+    )
 
 
 def test_egomotion_is_rigid_and_matches_the_ego_path():
   for seed in SEEDS:
     ex, sc = _example(seed), _scene(seed)
     for e in ex['egomotion'].astype(np.float64):
-      np.testing.assert_allclose(e[:3, :3] @ e[:3, :3].T, np.eye(3),
-                                 atol=1e-6)
+      np.testing.assert_allclose(e[:3, :3] @ e[:3, :3].T, np.eye(3), atol=1e-6)
       assert np.linalg.det(e[:3, :3]) == pytest.approx(1.0, abs=1e-6)
       np.testing.assert_array_equal(e[3], [0, 0, 0, 1])
       # Constant speed v and yaw rate w: the camera (on the vehicle's axis)
@@ -267,8 +279,10 @@ def test_warp_with_egomotion_and_object_motion_lands_on_the_surface():
   moving_matched_without_m = 0
 
   def same_point(src, dst, z):
-    close = np.linalg.norm(src['hits'].local_points -
-                           dst['hits'].local_points, axis=1) <= 1e-4 * z + 1e-4
+    close = (
+        np.linalg.norm(src['hits'].local_points - dst['hits'].local_points, axis=1)
+        <= 1e-4 * z + 1e-4
+    )
     return (src['instance'] == dst['instance']) & close
 
   for seed in SEEDS:
@@ -279,8 +293,14 @@ def test_warp_with_egomotion_and_object_motion_lands_on_the_surface():
       valid = ex['semantics'][i].ravel() != scene_lib.SKY
       z = xn[:, 2]
       p = _project(k, np.where(z[:, None] > 0, xn, 1.0))
-      inside = (valid & (z > 0.5) & (p[:, 0] >= 0) & (p[:, 0] <= W - 1) &
-                (p[:, 1] >= 0) & (p[:, 1] <= H - 1))
+      inside = (
+          valid
+          & (z > 0.5)
+          & (p[:, 0] >= 0)
+          & (p[:, 0] <= W - 1)
+          & (p[:, 1] >= 0)
+          & (p[:, 1] <= H - 1)
+      )
       src = render.cast_camera_rays(sc, k, i * DT, uv[inside])
       dst = render.cast_camera_rays(sc, k, (i + 1) * DT, p[inside])
       zi = z[inside]
@@ -288,8 +308,7 @@ def test_warp_with_egomotion_and_object_motion_lands_on_the_surface():
       tol = 1e-4 * zi + 1e-4
       assert np.all(dst['depth'] <= zi + tol)  # nothing seen behind X'
       ok = same_point(src, dst, zi)
-      np.testing.assert_allclose(dst['depth'][ok], zi[ok], rtol=1e-4,
-                                 atol=1e-4)
+      np.testing.assert_allclose(dst['depth'][ok], zi[ok], rtol=1e-4, atol=1e-4)
       total += inside.sum()
       matched += ok.sum()
       moving = np.linalg.norm(m[inside], axis=1) > 0
@@ -298,7 +317,8 @@ def test_warp_with_egomotion_and_object_motion_lands_on_the_surface():
       # The same check ignoring the object's own motion.
       xs = xn[inside] - m[inside]
       dst_s = render.cast_camera_rays(
-          sc, k, (i + 1) * DT, _project(k, np.where(xs[:, 2:] > 0, xs, 1.0)))
+          sc, k, (i + 1) * DT, _project(k, np.where(xs[:, 2:] > 0, xs, 1.0))
+      )
       moving_matched_without_m += same_point(src, dst_s, zi)[moving].sum()
   assert matched / total > 0.9
   assert moving_total > 50  # the seeds do show moving objects
@@ -320,16 +340,14 @@ def test_warp_lands_on_a_pixel_whose_depth_is_the_predicted_one():
       z = xn[:, 2]
       p = _project(k, np.where(z[:, None] > 0, xn, 1.0))
       q = np.round(p).astype(np.int64)
-      inside = (valid & (z > 0.5) & (q[:, 0] >= 0) & (q[:, 0] < W) &
-                (q[:, 1] >= 0) & (q[:, 1] < H))
+      inside = valid & (z > 0.5) & (q[:, 0] >= 0) & (q[:, 0] < W) & (q[:, 1] >= 0) & (q[:, 1] < H)
       assert np.all(np.abs(p[inside] - q[inside]) <= 0.5)
       qi = q[inside]
-      n_rot = ex['normals'][i].reshape(-1, 3)[inside].astype(
-          np.float64) @ e[:3, :3].T
+      n_rot = ex['normals'][i].reshape(-1, 3)[inside].astype(np.float64) @ e[:3, :3].T
       n_next = ex['normals'][i + 1][qi[:, 1], qi[:, 0]].astype(np.float64)
-      same = ((ex['instance'][i + 1][qi[:, 1], qi[:, 0]] ==
-               ex['instance'][i].ravel()[inside]) &
-              np.all(np.abs(n_next - n_rot) < 1e-4, axis=1))
+      same = (
+          ex['instance'][i + 1][qi[:, 1], qi[:, 0]] == ex['instance'][i].ravel()[inside]
+      ) & np.all(np.abs(n_next - n_rot) < 1e-4, axis=1)
       assert same.mean() > 0.75
       xq = xn[inside][same]
       nq = n_rot[same]
@@ -347,8 +365,12 @@ def _bilinear(img, p):
   v0 = np.clip(np.floor(p[:, 1]).astype(int), 0, H - 2)
   a = (p[:, 0] - u0)[:, None]
   b = (p[:, 1] - v0)[:, None]
-  return ((1 - a) * (1 - b) * img[v0, u0] + a * (1 - b) * img[v0, u0 + 1] +
-          (1 - a) * b * img[v0 + 1, u0] + a * b * img[v0 + 1, u0 + 1])
+  return (
+      (1 - a) * (1 - b) * img[v0, u0]
+      + a * (1 - b) * img[v0, u0 + 1]
+      + (1 - a) * b * img[v0 + 1, u0]
+      + a * b * img[v0 + 1, u0 + 1]
+  )
 
 
 def test_brightness_constancy_holds_at_true_correspondences():
@@ -368,9 +390,14 @@ def test_brightness_constancy_holds_at_true_correspondences():
       uv, xn, _, _ = _warp(ex, i)
       z = xn[:, 2]
       p = _project(k, np.where(z[:, None] > 0, xn, 1.0))
-      inside = ((ex['semantics'][i].ravel() != scene_lib.SKY) & (z > 0.5) &
-                (p[:, 0] >= 0) & (p[:, 0] <= W - 1) & (p[:, 1] >= 0) &
-                (p[:, 1] <= H - 1))
+      inside = (
+          (ex['semantics'][i].ravel() != scene_lib.SKY)
+          & (z > 0.5)
+          & (p[:, 0] >= 0)
+          & (p[:, 0] <= W - 1)
+          & (p[:, 1] >= 0)
+          & (p[:, 1] <= H - 1)
+      )
       cast = render.cast_camera_rays(sc, k, (i + 1) * DT, p[inside])
       visible = np.abs(cast['depth'] - z[inside]) <= 1e-4 * z[inside] + 1e-4
       pv = p[inside][visible]
@@ -379,16 +406,16 @@ def test_brightness_constancy_holds_at_true_correspondences():
       interior = np.ones(len(pv), bool)
       for du in (0, 1):
         for dv in (0, 1):
-          interior &= ((ex['instance'][i + 1][v0 + dv, u0 + du] ==
-                        cast['instance'][visible]) &
-                       np.all(ex['normals'][i + 1][v0 + dv, u0 + du] ==
-                              ex['normals'][i + 1][v0, u0], axis=-1))
+          interior &= (
+              ex['instance'][i + 1][v0 + dv, u0 + du] == cast['instance'][visible]
+          ) & np.all(
+              ex['normals'][i + 1][v0 + dv, u0 + du] == ex['normals'][i + 1][v0, u0], axis=-1
+          )
       assert interior.mean() > 0.7
       src = ex['image'][i].reshape(-1, 3)[inside][visible][interior]
       img_next = ex['image'][i + 1].astype(float)
       true_err = np.abs(src - _bilinear(img_next, pv[interior])).mean()
-      wrong_err = np.abs(src - _bilinear(
-          img_next, uv[inside][visible][interior])).mean()
+      wrong_err = np.abs(src - _bilinear(img_next, uv[inside][visible][interior])).mean()
       assert true_err < 0.5 * wrong_err
       assert true_err < 6.0  # grey levels, of 255
 
@@ -404,8 +431,7 @@ def test_lidar_points_lie_on_the_rendered_surfaces():
   for seed in SEEDS:
     ex, sc = _example(seed), _scene(seed)
     k = ex['intrinsics'].astype(np.float64)
-    cam_from_vehicle = np.linalg.inv(ex['camera_to_vehicle'].astype(
-        np.float64))
+    cam_from_vehicle = np.linalg.inv(ex['camera_to_vehicle'].astype(np.float64))
     for i in range(3):
       valid = ex['lidar_valid'][i]
       pts = ex['lidar_points'][i][valid].astype(np.float64)
@@ -413,16 +439,20 @@ def test_lidar_points_lie_on_the_rendered_surfaces():
       assert np.all(ex['lidar_points'][i][~valid] == 0)
       assert np.all(ex['lidar_classes'][i][~valid] == 0)
       assert np.all(ex['lidar_track_ids'][i][~valid] == -1)
-      rng = np.linalg.norm(pts[:, :3] - [0, 0, scene_lib.LIDAR_HEIGHT],
-                           axis=1)
+      rng = np.linalg.norm(pts[:, :3] - [0, 0, scene_lib.LIDAR_HEIGHT], axis=1)
       assert np.all(rng <= render.LIDAR_MAX_RANGE + 1e-4)
       assert np.all((pts[:, 3] >= 0) & (pts[:, 3] <= 1))
       ground = ex['lidar_classes'][i][valid] == scene_lib.GROUND
       np.testing.assert_allclose(pts[ground, 2], 0.0, atol=1e-4)
       x = pts[:, :3] @ cam_from_vehicle[:3, :3].T + cam_from_vehicle[:3, 3]
       p = _project(k, np.where(x[:, 2:3] > 0, x, 1.0))
-      seen = ((x[:, 2] > 0.5) & (p[:, 0] >= 0) & (p[:, 0] <= W - 1) &
-              (p[:, 1] >= 0) & (p[:, 1] <= H - 1))
+      seen = (
+          (x[:, 2] > 0.5)
+          & (p[:, 0] >= 0)
+          & (p[:, 0] <= W - 1)
+          & (p[:, 1] >= 0)
+          & (p[:, 1] <= H - 1)
+      )
       assert seen.sum() > 100
       cast = render.cast_camera_rays(sc, k, i * DT, p[seen])
       z = x[seen, 2]
@@ -450,8 +480,7 @@ def test_boxes_contain_their_objects_lidar_points():
         assert np.all(classes[on] == ex['box_classes'][i, row])
         d = ex['lidar_points'][i][on, :3].astype(np.float64) - [x, y, zc]
         c, s = np.cos(heading), np.sin(heading)
-        local = np.stack([c * d[:, 0] + s * d[:, 1],
-                          -s * d[:, 0] + c * d[:, 1], d[:, 2]], axis=1)
+        local = np.stack([c * d[:, 0] + s * d[:, 1], -s * d[:, 0] + c * d[:, 1], d[:, 2]], axis=1)
         assert np.all(np.abs(local) <= np.array([l, w, h]) / 2 + 1e-3)
         total += on.sum()
   assert total > 100
@@ -471,35 +500,30 @@ def test_tracks_are_consistent_across_the_triplet():
     assert np.all(ex['box_classes'][:, nb:] == 0)
     assert np.all(ex['boxes'][:, nb:] == 0)
     assert len(set(ex['track_ids'][0, :nb])) == nb
-    np.testing.assert_allclose(ex['boxes'][1:, :nb, 3:6],
-                               np.broadcast_to(ex['boxes'][0, :nb, 3:6],
-                                               (2, nb, 3)))
+    np.testing.assert_allclose(
+        ex['boxes'][1:, :nb, 3:6], np.broadcast_to(ex['boxes'][0, :nb, 3:6], (2, nb, 3))
+    )
     for i in range(2):
       e = ex['egomotion'][i].astype(np.float64)
       veh_next_from_veh = c2v @ e @ np.linalg.inv(c2v)
       b0 = ex['boxes'][i, :nb].astype(np.float64)
       b1 = ex['boxes'][i + 1, :nb].astype(np.float64)
-      moved = (b0[:, :3] @ veh_next_from_veh[:3, :3].T +
-               veh_next_from_veh[:3, 3])
+      moved = b0[:, :3] @ veh_next_from_veh[:3, :3].T + veh_next_from_veh[:3, 3]
       displacement = b1[:, :3] - moved
       # Pure translation: the heading only changes by the ego's turn.
       fwd = np.stack([np.cos(b0[:, 6]), np.sin(b0[:, 6]), 0 * b0[:, 6]], 1)
       fwd = fwd @ veh_next_from_veh[:3, :3].T
-      np.testing.assert_allclose(np.arctan2(fwd[:, 1], fwd[:, 0]), b1[:, 6],
-                                 atol=1e-5)
+      np.testing.assert_allclose(np.arctan2(fwd[:, 1], fwd[:, 0]), b1[:, 6], atol=1e-5)
       # Pixels of each object carry that displacement (camera i+1 axes).
-      box_of_track = {int(t): j for j, t in enumerate(sc.box_track_ids)
-                      if t >= 0}
+      box_of_track = {int(t): j for j, t in enumerate(sc.box_track_ids) if t >= 0}
       for row in range(nb):
-        pix = ex['instance'][i] == 1 + box_of_track[int(ex['track_ids'][i,
-                                                                      row])]
+        pix = ex['instance'][i] == 1 + box_of_track[int(ex['track_ids'][i, row])]
         if not pix.any():
           continue
-        m_vehicle = ex['object_motion'][i][pix].astype(np.float64) @ c2v[
-            :3, :3].T
+        m_vehicle = ex['object_motion'][i][pix].astype(np.float64) @ c2v[:3, :3].T
         np.testing.assert_allclose(
-            m_vehicle, np.broadcast_to(displacement[row], m_vehicle.shape),
-            atol=2e-4)
+            m_vehicle, np.broadcast_to(displacement[row], m_vehicle.shape), atol=2e-4
+        )
     # Static surfaces have no object motion.
     static = ~np.isin(ex['semantics'][:2], scene_lib.MOVABLE_CLASSES)
     assert np.all(ex['object_motion'][static] == 0)
@@ -511,14 +535,25 @@ def test_tracks_are_consistent_across_the_triplet():
 
 def test_build_tool_and_loader_round_trip(tmp_path):
   from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
+
   data_dir = str(tmp_path / 'tfds')
-  cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'build_dataset.py'),
-         '--dataset=synthetic_world', '--domain=both', '--height=24',
-         '--width=32', '--num_train=3', '--num_validation=1', '--num_test=1',
-         '--seed=11', f'--data_dir={data_dir}']
+  cmd = [
+      sys.executable,
+      os.path.join(REPO_ROOT, 'tools', 'build_dataset.py'),
+      '--dataset=synthetic_world',
+      '--domain=both',
+      '--height=24',
+      '--width=32',
+      '--num_train=3',
+      '--num_validation=1',
+      '--num_test=1',
+      '--seed=11',
+      f'--data_dir={data_dir}',
+  ]
   env = dict(os.environ, CUDA_VISIBLE_DEVICES='', TF_CPP_MIN_LOG_LEVEL='2')
-  done = subprocess.run(cmd, cwd=str(tmp_path), capture_output=True,
-                        text=True, timeout=300, env=env)
+  done = subprocess.run(
+      cmd, cwd=str(tmp_path), capture_output=True, text=True, timeout=300, env=env
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   loaded = {}
   for domain in ('sim', 'real'):
@@ -533,14 +568,11 @@ def test_build_tool_and_loader_round_trip(tmp_path):
     for index in (0, 2):
       direct = sw_builder.render_split_example(config, 'train', index)
       for key in spec:
-        np.testing.assert_array_equal(examples[index][key], direct[key],
-                                      err_msg=key)
+        np.testing.assert_array_equal(examples[index][key], direct[key], err_msg=key)
       assert examples[index]['domain'] == domain.encode()
       assert examples[index]['scene_seed'] == direct['scene_seed']
-    assert len(list(loader.load_synthetic_world(domain, 'test', data_dir, 24,
-                                                32))) == 1
-    shuffled = loader.load_synthetic_world(domain, 'train', data_dir, 24, 32,
-                                           shuffle_files=True)
+    assert len(list(loader.load_synthetic_world(domain, 'test', data_dir, 24, 32))) == 1
+    shuffled = loader.load_synthetic_world(domain, 'train', data_dir, 24, 32, shuffle_files=True)
     assert len(list(shuffled)) == 3
     loaded[domain] = examples[0]
   for key in ('depth', 'normals', 'lidar_points', 'boxes'):
@@ -549,20 +581,29 @@ def test_build_tool_and_loader_round_trip(tmp_path):
 
 def test_loader_names_the_missing_directory_and_the_build_command(tmp_path):
   from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
+
   missing = str(tmp_path / 'nowhere')
   with pytest.raises(FileNotFoundError) as error:
     loader.load_synthetic_world('sim', 'train', missing, 24, 32)
   message = str(error.value)
   assert os.path.join(missing, 'synthetic_world', 'sim_24x32') in message
-  assert ('python tools/build_dataset.py --dataset=synthetic_world '
-          f'--domain=sim --height=24 --width=32 --data_dir={missing}'
-         ) in message
+  assert (
+      'python tools/build_dataset.py --dataset=synthetic_world '
+      f'--domain=sim --height=24 --width=32 --data_dir={missing}'
+  ) in message
 
 
 def test_build_tool_lists_known_datasets_for_an_unknown_one(tmp_path):
   done = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'build_dataset.py'),
-       '--dataset=imagenet', f'--data_dir={tmp_path}'],
-      capture_output=True, text=True, timeout=120)
+      [
+          sys.executable,
+          os.path.join(REPO_ROOT, 'tools', 'build_dataset.py'),
+          '--dataset=imagenet',
+          f'--data_dir={tmp_path}',
+      ],
+      capture_output=True,
+      text=True,
+      timeout=120,
+  )
   assert done.returncode != 0
   assert 'imagenet' in done.stderr and 'synthetic_world' in done.stderr

@@ -9,12 +9,14 @@ from taskology_tf.inputs import pipelines
 
 def _clips(num=20, frames=3, h=4, w=6):
   index = np.arange(num, dtype=np.float32)
-  return tf.data.Dataset.from_tensor_slices({
-      'image': np.zeros((num, frames, h, w, 3), np.uint8) + np.arange(frames, dtype=np.uint8)[
-          None, :, None, None, None],
-      'depth': np.ones((num, frames, h, w, 1), np.float32) * index[:, None, None, None, None],
-      'intrinsics': np.tile(np.eye(3, dtype=np.float32), (num, 1, 1)),
-  })
+  return tf.data.Dataset.from_tensor_slices(
+      {
+          'image': np.zeros((num, frames, h, w, 3), np.uint8)
+          + np.arange(frames, dtype=np.uint8)[None, :, None, None, None],
+          'depth': np.ones((num, frames, h, w, 1), np.float32) * index[:, None, None, None, None],
+          'intrinsics': np.tile(np.eye(3, dtype=np.float32), (num, 1, 1)),
+      }
+  )
 
 
 def _ids(ds):
@@ -68,7 +70,8 @@ def test_mixing_schedule():
 
 def test_consistency_warm_up():
   schedule = pipelines.MixingSchedule('joint', consistency_start_step=3)
-  assert [schedule.kinds(s, True, True) for s in range(5)] == [
-      (True, False)] * 3 + [(True, True)] * 2
+  assert [schedule.kinds(s, True, True) for s in range(5)] == [(True, False)] * 3 + [
+      (True, True)
+  ] * 2
   # A task with no dedicated data cannot warm up on labels: consistency from step 0.
   assert schedule.kinds(0, False, True) == (False, True)

@@ -25,8 +25,8 @@ def _free_port():
 
 def _server(base_path, port=0):
   server = server_lib.ModelServer(
-      server_lib.single_model_config('affine', str(base_path)), port=port,
-      poll_wait_seconds=0.1)
+      server_lib.single_model_config('affine', str(base_path)), port=port, poll_wait_seconds=0.1
+  )
   server.start()
   return server
 
@@ -43,11 +43,15 @@ def served(tmp_path):
 
 
 def test_tensor_proto_round_trip():
-  for array in (np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
-                np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2),
-                np.array([1.5, -2.25], np.float64), np.array(7, np.int64),
-                np.array([[True, False]]), np.zeros([0, 3], np.float32),
-                np.arange(4, dtype=np.float16)):
+  for array in (
+      np.arange(24, dtype=np.uint8).reshape(2, 3, 4),
+      np.linspace(-1, 1, 6, dtype=np.float32).reshape(3, 2),
+      np.array([1.5, -2.25], np.float64),
+      np.array(7, np.int64),
+      np.array([[True, False]]),
+      np.zeros([0, 3], np.float32),
+      np.arange(4, dtype=np.float16),
+  ):
     proto = client_lib.to_tensor_proto(array)
     np.testing.assert_array_equal(tf.make_ndarray(proto), array)
     decoded = client_lib.from_tensor_proto(proto)
@@ -63,15 +67,17 @@ def test_tensor_proto_round_trip():
 def test_predict_result_and_staleness(served):
   tmp_path, server, (before, after) = served
   with client_lib.PeerClient('127.0.0.1:%d' % server.port, 'affine') as client:
-    result = client.predict({'x': np.array([[0., 1., 2.]], np.float32)})
-    np.testing.assert_allclose(result.outputs['y'], [[1., 3., 5.]])  # y = 2x + 1.
+    result = client.predict({'x': np.array([[0.0, 1.0, 2.0]], np.float32)})
+    np.testing.assert_allclose(result.outputs['y'], [[1.0, 3.0, 5.0]])  # y = 2x + 1.
     assert set(result.outputs) == {'y'}  # Snapshot metadata stripped.
     assert result.version == 1
     assert before <= result.snapshot_unix_time <= after
     assert result.age_seconds >= 0
     assert result.latency_seconds > 0
-    assert result.request_bytes == client.make_request(
-        {'x': np.array([[0., 1., 2.]], np.float32)}).ByteSize()
+    assert (
+        result.request_bytes
+        == client.make_request({'x': np.array([[0.0, 1.0, 2.0]], np.float32)}).ByteSize()
+    )
     assert result.response_bytes > 0
     assert client.available_versions() == [1]
     assert client.latest_version() == 1
@@ -81,7 +87,7 @@ def test_predict_result_and_staleness(served):
     server.wait_until_version('affine', 2, timeout=20)
     result = client.predict({'x': np.ones([1, 3], np.float32)})
     assert result.version == 2 and result.snapshot_unix_time > after
-    np.testing.assert_allclose(result.outputs['y'], [[3., 3., 3.]])
+    np.testing.assert_allclose(result.outputs['y'], [[3.0, 3.0, 3.0]])
     assert client.latest_version() == 2
 
 
@@ -117,8 +123,9 @@ def test_no_versions_yet(tmp_path):
 
 def test_no_server_fails_in_bounded_time():
   target = '127.0.0.1:%d' % _free_port()
-  with client_lib.PeerClient(target, 'depth', retries=2, backoff_seconds=0.05,
-                             timeout_seconds=2.0) as client:
+  with client_lib.PeerClient(
+      target, 'depth', retries=2, backoff_seconds=0.05, timeout_seconds=2.0
+  ) as client:
     with pytest.raises(client_lib.PeerUnavailableError) as info:
       client.predict({'image': np.zeros([1, 2, 2, 3], np.uint8)})
     assert target in str(info.value) and "'depth'" in str(info.value)
@@ -129,8 +136,9 @@ def test_server_killed_and_restarted_on_same_port(served):
   tmp_path, server, _ = served
   port = server.port
   x = {'x': np.ones([1, 3], np.float32)}
-  with client_lib.PeerClient('127.0.0.1:%d' % port, 'affine', retries=2,
-                             backoff_seconds=0.1, timeout_seconds=2.0) as client:
+  with client_lib.PeerClient(
+      '127.0.0.1:%d' % port, 'affine', retries=2, backoff_seconds=0.1, timeout_seconds=2.0
+  ) as client:
     assert client.predict(x).version == 1
     server.stop()
     with pytest.raises(client_lib.PeerUnavailableError):
@@ -148,7 +156,7 @@ def test_server_killed_and_restarted_on_same_port(served):
         except client_lib.PeerUnavailableError:
           continue
       assert result is not None and result.version == 1
-      np.testing.assert_allclose(result.outputs['y'], [[3., 3., 3.]])
+      np.testing.assert_allclose(result.outputs['y'], [[3.0, 3.0, 3.0]])
       # Once the channel reports ready, the very next call is answered.
       restarted.stop()
       restarted = _server(tmp_path / 'affine', port=port)

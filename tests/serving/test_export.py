@@ -22,7 +22,8 @@ class Affine(tf.Module):
     self.w = tf.Variable(w, dtype=tf.float32)
     self.b = tf.Variable(b, dtype=tf.float32)
     self.serve = tf.function(
-        self._serve, input_signature=[tf.TensorSpec([None, 3], tf.float32, name='x')])
+        self._serve, input_signature=[tf.TensorSpec([None, 3], tf.float32, name='x')]
+    )
 
   def _serve(self, x):
     return {'y': x * self.w + self.b}
@@ -61,17 +62,22 @@ def test_layout_cli_and_reload(tmp_path):
   assert os.listdir(tmp_path / 'affine') == ['7']
   assert export_lib.list_versions(str(tmp_path / 'affine')) == [7]
 
-  cli = subprocess.run([SAVED_MODEL_CLI, 'show', '--dir', path, '--all'],
-                       capture_output=True, text=True, timeout=120, check=True).stdout
+  cli = subprocess.run(
+      [SAVED_MODEL_CLI, 'show', '--dir', path, '--all'],
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=True,
+  ).stdout
   assert "signature_def['serving_default']" in cli
   assert "inputs['x']" in cli
   for output in ('y', 'snapshot_version', 'snapshot_unix_time'):
     assert "outputs['%s']" % output in cli
 
   loaded = tf.saved_model.load(path)
-  out = loaded.signatures['serving_default'](x=tf.constant([[0., 1., 2.]]))
+  out = loaded.signatures['serving_default'](x=tf.constant([[0.0, 1.0, 2.0]]))
   # y = x * 2 + 1.
-  np.testing.assert_allclose(out['y'].numpy(), [[1., 3., 5.]])
+  np.testing.assert_allclose(out['y'].numpy(), [[1.0, 3.0, 5.0]])
   assert out['snapshot_version'].dtype == tf.int64
   assert int(out['snapshot_version']) == 7
   assert out['snapshot_unix_time'].dtype == tf.float64
@@ -80,8 +86,9 @@ def test_layout_cli_and_reload(tmp_path):
 
 def test_uint8_signature_with_star_args_and_no_extra_outputs(tmp_path):
   module = ImageMean(w=2.0)
-  path = export_lib.export_snapshot(module, module.serve, str(tmp_path), 'img', 0,
-                                    extra_outputs=False)
+  path = export_lib.export_snapshot(
+      module, module.serve, str(tmp_path), 'img', 0, extra_outputs=False
+  )
   fn = tf.saved_model.load(path).signatures['serving_default']
   _, inputs = fn.structured_input_signature
   assert list(inputs) == ['image']
@@ -145,18 +152,17 @@ def test_existing_version_kept_or_replaced(tmp_path):
   path = export_affine(tmp_path, 1, w=2.0)
   export_affine(tmp_path, 1, w=5.0)  # overwrite=False: left as it was.
   fn = tf.saved_model.load(path).signatures['serving_default']
-  np.testing.assert_allclose(fn(x=tf.ones([1, 3]))['y'].numpy(), [[3., 3., 3.]])
+  np.testing.assert_allclose(fn(x=tf.ones([1, 3]))['y'].numpy(), [[3.0, 3.0, 3.0]])
   export_affine(tmp_path, 1, w=5.0, overwrite=True)
   fn = tf.saved_model.load(path).signatures['serving_default']
-  np.testing.assert_allclose(fn(x=tf.ones([1, 3]))['y'].numpy(), [[6., 6., 6.]])
+  np.testing.assert_allclose(fn(x=tf.ones([1, 3]))['y'].numpy(), [[6.0, 6.0, 6.0]])
   assert os.listdir(tmp_path / 'affine') == ['1']
 
 
 def test_rejects_serving_fn_without_signature_or_with_clashing_output(tmp_path):
   module = Affine()
   with pytest.raises(ValueError, match='input_signature'):
-    export_lib.export_snapshot(module, tf.function(lambda x: {'y': x}), str(tmp_path),
-                               'affine', 1)
+    export_lib.export_snapshot(module, tf.function(lambda x: {'y': x}), str(tmp_path), 'affine', 1)
 
   @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name='x')])
   def clashing(x):
@@ -169,8 +175,7 @@ def test_rejects_serving_fn_without_signature_or_with_clashing_output(tmp_path):
 
 def test_writer_traces_once_and_each_version_carries_its_weights(tmp_path):
   module = Affine(w=1.0, b=0.0)
-  writer = export_lib.SnapshotWriter(module, module.serve, str(tmp_path), 'affine',
-                                     keep_last=None)
+  writer = export_lib.SnapshotWriter(module, module.serve, str(tmp_path), 'affine', keep_last=None)
   traces = []
   for version in (10, 20, 30):
     module.w.assign(float(version))
@@ -181,8 +186,7 @@ def test_writer_traces_once_and_each_version_carries_its_weights(tmp_path):
   assert traces[1:] == [traces[0]] * 2
   times = []
   for version in (10, 20, 30):
-    fn = tf.saved_model.load(str(tmp_path / 'affine' / str(version))).signatures[
-        'serving_default']
+    fn = tf.saved_model.load(str(tmp_path / 'affine' / str(version))).signatures['serving_default']
     out = fn(x=tf.ones([1, 3]))
     # y = 1 * w + 0 with w = version at the time of the write.
     np.testing.assert_allclose(out['y'].numpy(), [[version] * 3])
@@ -193,6 +197,7 @@ def test_writer_traces_once_and_each_version_carries_its_weights(tmp_path):
 
 def test_writer_of_keras_model_serves_the_models_outputs(tmp_path):
   import tf_keras  # pylint: disable=g-import-not-at-top
+
   inputs = tf_keras.Input([3])
   model = tf_keras.Model(inputs, tf_keras.layers.Dense(2)(inputs))
 
@@ -202,13 +207,14 @@ def test_writer_of_keras_model_serves_the_models_outputs(tmp_path):
 
   writer = export_lib.SnapshotWriter(model, serve, str(tmp_path), 'dense')
   path = writer.write(0)
-  x = np.array([[1., -2., 3.]], np.float32)
+  x = np.array([[1.0, -2.0, 3.0]], np.float32)
   fn = tf.saved_model.load(path).signatures['serving_default']
   np.testing.assert_allclose(fn(x=x)['y'].numpy(), model(x).numpy(), rtol=1e-6)
 
 
 def test_writer_of_unbuilt_keras_model_saves_the_variables_its_trace_creates(tmp_path):
   import tf_keras  # pylint: disable=g-import-not-at-top
+
   model = tf_keras.Sequential([tf_keras.layers.Dense(2)])  # No input shape: not built yet.
 
   @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name='x')])
@@ -218,6 +224,6 @@ def test_writer_of_unbuilt_keras_model_saves_the_variables_its_trace_creates(tmp
   writer = export_lib.SnapshotWriter(model, serve, str(tmp_path), 'dense')
   path = writer.write(0)
   assert len(model.variables) == 2  # Kernel and bias, created while tracing.
-  x = np.array([[1., -2., 3.]], np.float32)
+  x = np.array([[1.0, -2.0, 3.0]], np.float32)
   fn = tf.saved_model.load(path).signatures['serving_default']
   np.testing.assert_allclose(fn(x=x)['y'].numpy(), model(x).numpy(), rtol=1e-6)

@@ -4,8 +4,8 @@ import logging
 import os
 import queue
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -15,13 +15,13 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_serving.apis import classification_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.apis import model_management_pb2
 from tensorflow_serving.apis import model_service_pb2_grpc
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
-from tensorflow_serving.apis import classification_pb2
 
 from taskology_tf.serving import server as server_lib
 from tests.serving.test_export import export_affine
@@ -33,12 +33,16 @@ _END = get_model_status_pb2.ModelVersionStatus.State.END
 
 def _start(base_path, name='affine', poll=0.1, **kwargs):
   server = server_lib.ModelServer(
-      server_lib.single_model_config(name, str(base_path)), poll_wait_seconds=poll,
-      **kwargs)
+      server_lib.single_model_config(name, str(base_path)), poll_wait_seconds=poll, **kwargs
+  )
   port = server.start()
   channel = grpc.insecure_channel('127.0.0.1:%d' % port)
-  return (server, channel, prediction_service_pb2_grpc.PredictionServiceStub(channel),
-          model_service_pb2_grpc.ModelServiceStub(channel))
+  return (
+      server,
+      channel,
+      prediction_service_pb2_grpc.PredictionServiceStub(channel),
+      model_service_pb2_grpc.ModelServiceStub(channel),
+  )
 
 
 def _request(x, name='affine', version=None, input_name='x'):
@@ -67,9 +71,9 @@ def served(tmp_path):
 
 def test_predict_metadata_status_with_stock_stubs(served):
   _, _, stub, model_stub = served
-  x = np.array([[0., 1., 2.]], np.float32)
+  x = np.array([[0.0, 1.0, 2.0]], np.float32)
   response, y = _predict_y(stub, x)
-  np.testing.assert_allclose(y, [[1., 3., 5.]])  # y = 2x + 1.
+  np.testing.assert_allclose(y, [[1.0, 3.0, 5.0]])  # y = 2x + 1.
   assert response.model_spec.name == 'affine'
   assert response.model_spec.version.value == 1
   assert response.model_spec.signature_name == 'serving_default'
@@ -109,7 +113,7 @@ def test_new_version_is_served_after_poll(served):
   server.wait_until_version('affine', 2, timeout=20)
   response, y = _predict_y(stub, x)
   assert response.model_spec.version.value == 2
-  np.testing.assert_allclose(y, [[3., 3., 3.]])
+  np.testing.assert_allclose(y, [[3.0, 3.0, 3.0]])
   # latest{1} is the default policy: version 1 is unloaded once 2 serves.
   assert server.served_versions('affine') == [2]
   with pytest.raises(grpc.RpcError) as info:
@@ -118,8 +122,7 @@ def test_new_version_is_served_after_poll(served):
   status_request = get_model_status_pb2.GetModelStatusRequest()
   status_request.model_spec.name = 'affine'
   status = model_stub.GetModelStatus(status_request, timeout=10)
-  assert [(s.version, s.state) for s in status.model_version_status] == [
-      (1, _END), (2, _AVAILABLE)]
+  assert [(s.version, s.state) for s in status.model_version_status] == [(1, _END), (2, _AVAILABLE)]
 
 
 def test_requests_in_flight_survive_version_swaps(served):
@@ -171,7 +174,7 @@ def test_corrupt_versions_are_skipped_and_logged(served, caplog):
   # Version 2: numeric dir with a truncated saved_model.pb.
   shutil.copytree(base / '1', base / 'tmp-copy')
   pb = (base / 'tmp-copy' / 'saved_model.pb').read_bytes()
-  (base / 'tmp-copy' / 'saved_model.pb').write_bytes(pb[:len(pb) // 2])
+  (base / 'tmp-copy' / 'saved_model.pb').write_bytes(pb[: len(pb) // 2])
   os.rename(base / 'tmp-copy', base / '2')
   # Version 3: saved_model.pb present, variables missing.
   shutil.copytree(base / '1', base / 'tmp-copy')
@@ -208,29 +211,58 @@ def test_corrupt_versions_are_skipped_and_logged(served, caplog):
   assert response.model_spec.version.value == 3
 
 
-@pytest.mark.parametrize('mutate, code, words', [
-    (lambda r: r.inputs['x'].CopyFrom(tf.make_tensor_proto(np.ones([1, 3], np.int32))),
-     grpc.StatusCode.INVALID_ARGUMENT, ["'x'", 'float32', 'int32']),
-    (lambda r: r.inputs['x'].CopyFrom(tf.make_tensor_proto(np.ones([1, 4], np.float32))),
-     grpc.StatusCode.INVALID_ARGUMENT, ["'x'", '[?,3]', '[1,4]']),
-    (lambda r: r.inputs.pop('x'), grpc.StatusCode.INVALID_ARGUMENT, ['missing', "'x'"]),
-    (lambda r: r.inputs['z'].CopyFrom(tf.make_tensor_proto(1.0)),
-     grpc.StatusCode.INVALID_ARGUMENT, ['unknown', "'z'"]),
-    (lambda r: r.output_filter.append('nope'), grpc.StatusCode.INVALID_ARGUMENT,
-     ['output_filter', 'nope']),
-    (lambda r: setattr(r.model_spec, 'name', 'nomodel'), grpc.StatusCode.NOT_FOUND,
-     ['nomodel']),
-    (lambda r: setattr(r.model_spec, 'name', ''), grpc.StatusCode.INVALID_ARGUMENT,
-     ['model_spec.name']),
-    (lambda r: r.model_spec.version.CopyFrom(type(r.model_spec.version)(value=99)),
-     grpc.StatusCode.NOT_FOUND, ['99']),
-    (lambda r: setattr(r.model_spec, 'version_label', 'stable'),
-     grpc.StatusCode.INVALID_ARGUMENT, ['version_label']),
-    (lambda r: setattr(r.model_spec, 'signature_name', 'nosig'),
-     grpc.StatusCode.FAILED_PRECONDITION, ['nosig']),
-])
-def test_malformed_requests_are_rejected_and_server_keeps_serving(served, mutate, code,
-                                                                   words):
+@pytest.mark.parametrize(
+    'mutate, code, words',
+    [
+        (
+            lambda r: r.inputs['x'].CopyFrom(tf.make_tensor_proto(np.ones([1, 3], np.int32))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["'x'", 'float32', 'int32'],
+        ),
+        (
+            lambda r: r.inputs['x'].CopyFrom(tf.make_tensor_proto(np.ones([1, 4], np.float32))),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["'x'", '[?,3]', '[1,4]'],
+        ),
+        (lambda r: r.inputs.pop('x'), grpc.StatusCode.INVALID_ARGUMENT, ['missing', "'x'"]),
+        (
+            lambda r: r.inputs['z'].CopyFrom(tf.make_tensor_proto(1.0)),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ['unknown', "'z'"],
+        ),
+        (
+            lambda r: r.output_filter.append('nope'),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ['output_filter', 'nope'],
+        ),
+        (
+            lambda r: setattr(r.model_spec, 'name', 'nomodel'),
+            grpc.StatusCode.NOT_FOUND,
+            ['nomodel'],
+        ),
+        (
+            lambda r: setattr(r.model_spec, 'name', ''),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ['model_spec.name'],
+        ),
+        (
+            lambda r: r.model_spec.version.CopyFrom(type(r.model_spec.version)(value=99)),
+            grpc.StatusCode.NOT_FOUND,
+            ['99'],
+        ),
+        (
+            lambda r: setattr(r.model_spec, 'version_label', 'stable'),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ['version_label'],
+        ),
+        (
+            lambda r: setattr(r.model_spec, 'signature_name', 'nosig'),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            ['nosig'],
+        ),
+    ],
+)
+def test_malformed_requests_are_rejected_and_server_keeps_serving(served, mutate, code, words):
   _, _, stub, _ = served
   request = _request(np.ones([1, 3], np.float32))
   mutate(request)
@@ -240,7 +272,7 @@ def test_malformed_requests_are_rejected_and_server_keeps_serving(served, mutate
   for word in words:
     assert word in info.value.details()
   _, y = _predict_y(stub, np.zeros([1, 3], np.float32))
-  np.testing.assert_allclose(y, [[1., 1., 1.]])
+  np.testing.assert_allclose(y, [[1.0, 1.0, 1.0]])
 
 
 def test_config_file_version_policies_and_reload(tmp_path):
@@ -318,33 +350,59 @@ def test_newest_version_is_served_before_older_aspired_ones_load(tmp_path, monke
 
 def test_tls(tmp_path):
   key, cert = tmp_path / 'key.pem', tmp_path / 'cert.pem'
-  subprocess.run(['openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1',
-                  '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost',
-                  '-keyout', str(key), '-out', str(cert)],
-                 check=True, capture_output=True, timeout=30)
+  subprocess.run(
+      [
+          'openssl',
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-days',
+          '1',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost',
+          '-keyout',
+          str(key),
+          '-out',
+          str(cert),
+      ],
+      check=True,
+      capture_output=True,
+      timeout=30,
+  )
   export_affine(tmp_path, 1)
   # TF Serving's --ssl_config_file format: PEM contents inline.
   ssl_config = tmp_path / 'ssl.config'
-  ssl_config.write_text('server_key: "%s"\nserver_cert: "%s"\nclient_verify: false\n' % (
-      key.read_text().replace('\n', '\\n'), cert.read_text().replace('\n', '\\n')))
+  ssl_config.write_text(
+      'server_key: "%s"\nserver_cert: "%s"\nclient_verify: false\n'
+      % (key.read_text().replace('\n', '\\n'), cert.read_text().replace('\n', '\\n'))
+  )
   credentials = server_lib.load_ssl_config_file(str(ssl_config))
   server = server_lib.ModelServer(
       server_lib.single_model_config('affine', str(tmp_path / 'affine')),
-      poll_wait_seconds=0, server_credentials=credentials)
+      poll_wait_seconds=0,
+      server_credentials=credentials,
+  )
   port = server.start()
   try:
     channel = grpc.secure_channel(
-        '127.0.0.1:%d' % port, grpc.ssl_channel_credentials(cert.read_bytes()),
-        options=[('grpc.ssl_target_name_override', 'localhost')])
+        '127.0.0.1:%d' % port,
+        grpc.ssl_channel_credentials(cert.read_bytes()),
+        options=[('grpc.ssl_target_name_override', 'localhost')],
+    )
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     _, y = _predict_y(stub, np.zeros([1, 3], np.float32))
-    np.testing.assert_allclose(y, [[1., 1., 1.]])
+    np.testing.assert_allclose(y, [[1.0, 1.0, 1.0]])
     channel.close()
     # A plaintext client cannot talk to the TLS port.
     plain = grpc.insecure_channel('127.0.0.1:%d' % port)
     with pytest.raises(grpc.RpcError):
       prediction_service_pb2_grpc.PredictionServiceStub(plain).Predict(
-          _request(np.zeros([1, 3], np.float32)), timeout=2)
+          _request(np.zeros([1, 3], np.float32)), timeout=2
+      )
     plain.close()
   finally:
     server.stop()
@@ -353,8 +411,8 @@ def test_tls(tmp_path):
 def test_parse_grpc_channel_arguments():
   assert server_lib.parse_grpc_channel_arguments('') == []
   assert server_lib.parse_grpc_channel_arguments(
-      'grpc.max_connection_age_ms=2000, grpc.primary_user_agent=taskology') == [
-          ('grpc.max_connection_age_ms', 2000), ('grpc.primary_user_agent', 'taskology')]
+      'grpc.max_connection_age_ms=2000, grpc.primary_user_agent=taskology'
+  ) == [('grpc.max_connection_age_ms', 2000), ('grpc.primary_user_agent', 'taskology')]
   with pytest.raises(ValueError, match='novalue'):
     server_lib.parse_grpc_channel_arguments('novalue')
 
@@ -363,10 +421,19 @@ def test_serve_tool_runs_until_sigterm(tmp_path):
   export_affine(tmp_path, 1)
   repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   process = subprocess.Popen(
-      [sys.executable, os.path.join('tools', 'serve.py'), '--port=0',
-       '--model_name=affine', '--model_base_path=%s' % (tmp_path / 'affine'),
-       '--file_system_poll_wait_seconds=0.5'],
-      cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+      [
+          sys.executable,
+          os.path.join('tools', 'serve.py'),
+          '--port=0',
+          '--model_name=affine',
+          '--model_base_path=%s' % (tmp_path / 'affine'),
+          '--file_system_poll_wait_seconds=0.5',
+      ],
+      cwd=repo_root,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL,
+      text=True,
+  )
   try:
     lines = queue.Queue()
     threading.Thread(target=lambda: [lines.put(l) for l in process.stdout], daemon=True).start()
@@ -382,9 +449,10 @@ def test_serve_tool_runs_until_sigterm(tmp_path):
       port = int(match.group(1)) if match else None
     assert port, 'serve.py did not report its port'
     channel = grpc.insecure_channel('127.0.0.1:%d' % port)
-    _, y = _predict_y(prediction_service_pb2_grpc.PredictionServiceStub(channel),
-                      np.zeros([1, 3], np.float32))
-    np.testing.assert_allclose(y, [[1., 1., 1.]])
+    _, y = _predict_y(
+        prediction_service_pb2_grpc.PredictionServiceStub(channel), np.zeros([1, 3], np.float32)
+    )
+    np.testing.assert_allclose(y, [[1.0, 1.0, 1.0]])
     channel.close()
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0

@@ -21,8 +21,10 @@ TASKS = [
 
 def _mediator(batch=2, frames=3, seed=0):
   rng = np.random.default_rng(seed)
-  return {'image': tf.constant(rng.integers(0, 255, (batch, frames, H, W, 3), dtype=np.uint8)),
-          'intrinsics': tf.eye(3, batch_shape=[batch])}
+  return {
+      'image': tf.constant(rng.integers(0, 255, (batch, frames, H, W, 3), dtype=np.uint8)),
+      'intrinsics': tf.eye(3, batch_shape=[batch]),
+  }
 
 
 @pytest.mark.parametrize('make_task', TASKS)
@@ -70,8 +72,9 @@ def test_supervised_losses_zero_at_ground_truth():
   assert abs(float(loss)) < 1e-6
   n = rng.normal(size=(2, H, W, 3))
   n = tf.constant(n / np.linalg.norm(n, axis=-1, keepdims=True), tf.float32)
-  loss, metrics = NormalsTask(H, W).supervised_loss({'normals': n, 'depth': gt_depth},
-                                                    {'normals': n})
+  loss, metrics = NormalsTask(H, W).supervised_loss(
+      {'normals': n, 'depth': gt_depth}, {'normals': n}
+  )
   assert abs(float(loss)) < 1e-6
   # Opposite normals: 1 - cos = 2 everywhere.
   loss, _ = NormalsTask(H, W).supervised_loss({'normals': n}, {'normals': -n})

@@ -8,17 +8,20 @@ import subprocess
 import sys
 import time
 
-import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import gin
 from taskology_tf.serving.export import export_snapshot
-from taskology_tf.serving.server import ModelServer, single_model_config
+from taskology_tf.serving.server import ModelServer
+from taskology_tf.serving.server import single_model_config
 from taskology_tf.tasks.normals import NormalsTask
 from taskology_tf.training import distributed
 from taskology_tf.training import experiment as experiment_lib
-from tests.conftest import REPO_ROOT, TINY_HEIGHT, TINY_WIDTH
+from tests.conftest import REPO_ROOT
+from tests.conftest import TINY_HEIGHT
+from tests.conftest import TINY_WIDTH
 
 GIN_FILE = 'gin/experiments/synthetic/depth_normals_sim2real.gin'
 
@@ -31,9 +34,11 @@ def _free_port():
 
 def _experiment(data_dir, num_steps):
   gin.clear_config()
-  experiment_lib.parse_gin([GIN_FILE, 'gin/tests/tiny.gin'], [
-      f"synthetic_world_clips.data_dir = '{data_dir}'", f'NUM_STEPS = {num_steps}'],
-                           search_dirs=[REPO_ROOT])
+  experiment_lib.parse_gin(
+      [GIN_FILE, 'gin/tests/tiny.gin'],
+      [f"synthetic_world_clips.data_dir = '{data_dir}'", f'NUM_STEPS = {num_steps}'],
+      search_dirs=[REPO_ROOT],
+  )
   # The config stays in force: the experiment's clip sources read it when datasets are built.
   return experiment_lib.Experiment()
 
@@ -73,9 +78,16 @@ def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
 
   experiment = _experiment(tiny_world, num_steps=8)
   trainer = distributed.build_task_trainer(
-      experiment, 'depth', str(tmp_path / 'depth'),
-      distributed.DistributedConfig(server=f'127.0.0.1:{port}', snapshot_root=snapshot_root,
-                                    export_every=2, peer_timeout_seconds=10))
+      experiment,
+      'depth',
+      str(tmp_path / 'depth'),
+      distributed.DistributedConfig(
+          server=f'127.0.0.1:{port}',
+          snapshot_root=snapshot_root,
+          export_every=2,
+          peer_timeout_seconds=10,
+      ),
+  )
   trainer.hooks.append(outage)
   try:
     trainer.train()
@@ -96,21 +108,32 @@ def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
     assert 'consistency/depth_normals/depth' in log[step], log[step]
   # The depth trainer exported its own snapshots in TF Serving's layout.
   assert sorted(int(os.path.basename(p)) for p in glob.glob(f'{snapshot_root}/depth/*')) == [
-      0, 2, 4, 6, 8]
+      0,
+      2,
+      4,
+      6,
+      8,
+  ]
 
 
 @pytest.mark.timeout(600)
 def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp_path):
   run_dir = str(tmp_path / 'depth')
-  cmd = [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), f'--run_dir={run_dir}',
-         '--task=depth', f'--gin_file={GIN_FILE}', '--gin_file=gin/tests/tiny.gin',
-         f"--gin_bindings=synthetic_world_clips.data_dir='{tiny_world}'",
-         '--gin_bindings=NUM_STEPS=100000', '--gin_bindings=LoopConfig.checkpoint_every=3',
-         # No model server: the peer is unreachable, so consistency is skipped throughout.
-         f"--gin_bindings=DistributedConfig.server='127.0.0.1:{_free_port()}'",
-         f"--gin_bindings=DistributedConfig.snapshot_root='{tmp_path}/snapshots'"]
-  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          cwd=REPO_ROOT)
+  cmd = [
+      sys.executable,
+      os.path.join(REPO_ROOT, 'tools', 'train.py'),
+      f'--run_dir={run_dir}',
+      '--task=depth',
+      f'--gin_file={GIN_FILE}',
+      '--gin_file=gin/tests/tiny.gin',
+      f"--gin_bindings=synthetic_world_clips.data_dir='{tiny_world}'",
+      '--gin_bindings=NUM_STEPS=100000',
+      '--gin_bindings=LoopConfig.checkpoint_every=3',
+      # No model server: the peer is unreachable, so consistency is skipped throughout.
+      f"--gin_bindings=DistributedConfig.server='127.0.0.1:{_free_port()}'",
+      f"--gin_bindings=DistributedConfig.snapshot_root='{tmp_path}/snapshots'",
+  ]
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
   deadline = time.monotonic() + 240
   try:
     while time.monotonic() < deadline:
@@ -130,9 +153,15 @@ def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp
   # Relaunch (in-process) and check the restored state is the checkpoint's, exactly.
   experiment = _experiment(tiny_world, num_steps=saved_step + 2)
   trainer = distributed.build_task_trainer(
-      experiment, 'depth', run_dir, distributed.DistributedConfig(
-          server=f'127.0.0.1:{_free_port()}', snapshot_root=str(tmp_path / 'snapshots'),
-          export_every=1000))
+      experiment,
+      'depth',
+      run_dir,
+      distributed.DistributedConfig(
+          server=f'127.0.0.1:{_free_port()}',
+          snapshot_root=str(tmp_path / 'snapshots'),
+          export_every=1000,
+      ),
+  )
   assert trainer.restore() == saved_step
   optimizer = trainer.optimizers['depth']
   assert int(optimizer.iterations.numpy()) == saved_step
@@ -157,28 +186,39 @@ def test_grpc_peers_train_exactly_like_in_process_peers(tiny_world, tmp_path):
   """The wire path changes nothing: a depth trainer fed normals over gRPC takes the same steps
   as one fed the same normals network in-process (a frozen copy)."""
   from taskology_tf.training.peers import StaleCopyPeers  # pylint: disable=g-import-not-at-top
+
   snapshot_root = str(tmp_path / 'snapshots')
   experiment = _experiment(tiny_world, num_steps=3)
   task = experiment.config('normals').task
   peer = task.build_network()
   export_snapshot(peer, task.serving_function(peer), snapshot_root, 'normals', 0)
   port = _free_port()
-  server = ModelServer(single_model_config('normals', os.path.join(snapshot_root, 'normals')),
-                       port=port, poll_wait_seconds=0.2)
+  server = ModelServer(
+      single_model_config('normals', os.path.join(snapshot_root, 'normals')),
+      port=port,
+      poll_wait_seconds=0.2,
+  )
   server.start()
   server.wait_until_version('normals', 0, timeout=60)
   try:
     remote = distributed.build_task_trainer(
-        experiment, 'depth', str(tmp_path / 'remote'), distributed.DistributedConfig(
-            server=f'127.0.0.1:{port}', snapshot_root=snapshot_root, export_every=1000))
+        experiment,
+        'depth',
+        str(tmp_path / 'remote'),
+        distributed.DistributedConfig(
+            server=f'127.0.0.1:{port}', snapshot_root=snapshot_root, export_every=1000
+        ),
+    )
     remote.train()
   finally:
     server.stop(grace=0)
   experiment = _experiment(tiny_world, num_steps=3)
   experiment.peer_gradients = False
   local = experiment.build_trainer(
-      str(tmp_path / 'local'), live=['depth'],
-      peer_source=StaleCopyPeers([task], {'normals': peer}, refresh_steps=10 ** 9))
+      str(tmp_path / 'local'),
+      live=['depth'],
+      peer_source=StaleCopyPeers([task], {'normals': peer}, refresh_steps=10**9),
+  )
   local.train()
   for a, b in zip(remote.models['depth'].weights, local.models['depth'].weights):
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
@@ -187,6 +227,8 @@ def test_grpc_peers_train_exactly_like_in_process_peers(tiny_world, tmp_path):
   experiment.relations = []
   alone = experiment.build_trainer(str(tmp_path / 'alone'), live=['depth'])
   alone.train()
-  diff = max(float(np.abs(a.numpy() - b.numpy()).max())
-             for a, b in zip(alone.models['depth'].weights, local.models['depth'].weights))
+  diff = max(
+      float(np.abs(a.numpy() - b.numpy()).max())
+      for a, b in zip(alone.models['depth'].weights, local.models['depth'].weights)
+  )
   assert diff > 1e-6

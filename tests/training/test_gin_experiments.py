@@ -6,23 +6,27 @@ import os
 import subprocess
 import sys
 
-import gin
 import pytest
 
+import gin
 from tests.conftest import REPO_ROOT
 
 EXPERIMENTS = sorted(
-    p for p in glob.glob(os.path.join(REPO_ROOT, 'gin', 'experiments', '**', '*.gin'),
-                         recursive=True)
-    if not p.endswith('_common.gin'))
+    p
+    for p in glob.glob(os.path.join(REPO_ROOT, 'gin', 'experiments', '**', '*.gin'), recursive=True)
+    if not p.endswith('_common.gin')
+)
 
 
 def _run_in_process(gin_file, data_dir, run_dir, extra=()):
   from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+
   gin.clear_config()
   experiment_lib.parse_gin(
       [gin_file, 'gin/tests/tiny.gin'],
-      [f"synthetic_world_clips.data_dir = '{data_dir}'", *extra], search_dirs=[REPO_ROOT])
+      [f"synthetic_world_clips.data_dir = '{data_dir}'", *extra],
+      search_dirs=[REPO_ROOT],
+  )
   try:
     trainer = experiment_lib.Experiment().build_trainer(run_dir)
     results = trainer.train()
@@ -45,20 +49,35 @@ def test_experiment_smoke(gin_file, tiny_world, tmp_path):
 
 
 def _tool(args, timeout=240):
-  return subprocess.run([sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), *args],
-                        capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)
+  return subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'train.py'), *args],
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      cwd=REPO_ROOT,
+  )
 
 
 def test_train_tool_errors_name_the_culprit(tiny_world, tmp_path):
   gin_file = 'gin/experiments/synthetic/depth_normals_sim2real.gin'
   missing = _tool([f'--run_dir={tmp_path}/a', '--gin_file=gin/experiments/nope.gin'])
   assert missing.returncode != 0 and 'nope.gin' in missing.stderr
-  unknown = _tool([f'--run_dir={tmp_path}/b', f'--gin_file={gin_file}',
-                   '--gin_bindings=DepthTask.no_such_param = 3'])
+  unknown = _tool(
+      [
+          f'--run_dir={tmp_path}/b',
+          f'--gin_file={gin_file}',
+          '--gin_bindings=DepthTask.no_such_param = 3',
+      ]
+  )
   assert unknown.returncode != 0 and 'no_such_param' in unknown.stderr
-  no_data = _tool([f'--run_dir={tmp_path}/c', f'--gin_file={gin_file}',
-                   '--gin_file=gin/tests/tiny.gin',
-                   f"--gin_bindings=synthetic_world_clips.data_dir='{tmp_path}/empty'"])
+  no_data = _tool(
+      [
+          f'--run_dir={tmp_path}/c',
+          f'--gin_file={gin_file}',
+          '--gin_file=gin/tests/tiny.gin',
+          f"--gin_bindings=synthetic_world_clips.data_dir='{tmp_path}/empty'",
+      ]
+  )
   assert no_data.returncode != 0
   assert f'{tmp_path}/empty' in no_data.stderr and 'tools/build_dataset.py' in no_data.stderr
 
@@ -68,10 +87,20 @@ def test_evaluate_tool_scores_a_trained_run(tiny_world, tmp_path):
   _, results = _run_in_process(gin_file, tiny_world, str(tmp_path / 'run'))
   out = tmp_path / 'eval.json'
   proc = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'evaluate.py'),
-       f'--run_dir={tmp_path}/run', f'--gin_file={gin_file}', '--gin_file=gin/tests/tiny.gin',
-       f"--gin_bindings=synthetic_world_clips.data_dir='{tiny_world}'", f'--output={out}'],
-      capture_output=True, text=True, timeout=240, cwd=REPO_ROOT)
+      [
+          sys.executable,
+          os.path.join(REPO_ROOT, 'tools', 'evaluate.py'),
+          f'--run_dir={tmp_path}/run',
+          f'--gin_file={gin_file}',
+          '--gin_file=gin/tests/tiny.gin',
+          f"--gin_bindings=synthetic_world_clips.data_dir='{tiny_world}'",
+          f'--output={out}',
+      ],
+      capture_output=True,
+      text=True,
+      timeout=240,
+      cwd=REPO_ROOT,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   evaluated = json.load(open(out))
   assert evaluated['step'] == 2
@@ -80,7 +109,15 @@ def test_evaluate_tool_scores_a_trained_run(tiny_world, tmp_path):
     for key, value in results[task].items():
       assert abs(evaluated['metrics'][task][key] - value) <= 1e-4 * max(1.0, abs(value)), key
   missing = subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'evaluate.py'),
-       f'--run_dir={tmp_path}/nothing', f'--gin_file={gin_file}'],
-      capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+      [
+          sys.executable,
+          os.path.join(REPO_ROOT, 'tools', 'evaluate.py'),
+          f'--run_dir={tmp_path}/nothing',
+          f'--gin_file={gin_file}',
+      ],
+      capture_output=True,
+      text=True,
+      timeout=120,
+      cwd=REPO_ROOT,
+  )
   assert missing.returncode != 0 and 'nothing' in missing.stderr

@@ -3,10 +3,10 @@
 import os
 import threading
 
+from google.protobuf import text_format
 import numpy as np
 import pytest
 import tensorflow as tf
-from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from taskology_tf.serving.export import export_snapshot
@@ -18,10 +18,13 @@ H, W = 16, 24
 
 
 def _config(base_path):
-  return text_format.Parse(f"""
+  return text_format.Parse(
+      f"""
       model_config_list {{ config {{
         name: "normals" base_path: "{base_path}" model_platform: "tensorflow"
-        model_version_policy {{ all {{}} }} }} }}""", model_server_config_pb2.ModelServerConfig())
+        model_version_policy {{ all {{}} }} }} }}""",
+      model_server_config_pb2.ModelServerConfig(),
+  )
 
 
 @pytest.fixture
@@ -50,8 +53,10 @@ def served(tmp_path):
 
 def _mediator(seed=0):
   rng = np.random.default_rng(seed)
-  return {'image': tf.constant(rng.integers(0, 255, (2, 1, H, W, 3), dtype=np.uint8)),
-          'intrinsics': tf.eye(3, batch_shape=[2])}
+  return {
+      'image': tf.constant(rng.integers(0, 255, (2, 1, H, W, 3), dtype=np.uint8)),
+      'intrinsics': tf.eye(3, batch_shape=[2]),
+  }
 
 
 def _local(task, model, weights, version, mediator):
@@ -73,8 +78,9 @@ def test_pinned_versions_are_exact_and_wait_bounded(served):
     # Step 3 -> version floor(3/2)*2 = 2: staleness 1, and the answer is version 2's, exactly.
     out, info = peers.predictions(3, mediator)
     assert info['peer_version/normals'] == 2.0 and info['staleness_steps/normals'] == 1.0
-    np.testing.assert_allclose(out['normals']['normals'].numpy(),
-                               _local(task, model, weights, 2, mediator), atol=1e-5)
+    np.testing.assert_allclose(
+        out['normals']['normals'].numpy(), _local(task, model, weights, 2, mediator), atol=1e-5
+    )
     assert out['normals']['normals'].shape == (2, 1, H, W, 3)
     out, info = peers.predictions(5, mediator)
     assert info['peer_version/normals'] == 4.0

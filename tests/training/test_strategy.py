@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     import tensorflow as tf
@@ -55,7 +55,7 @@ SCRIPT = textwrap.dedent('''
     np.testing.assert_allclose(served['depth'].numpy(), live['depth'].numpy(), rtol=1e-5)
     assert int(served['snapshot_version']) == 2
     print('OK')
-''')
+""")
 
 
 @pytest.mark.timeout(300)
@@ -63,6 +63,11 @@ def test_mirrored_strategy_matches_default(tmp_path):
   # Each of the 2 replicas takes half of the global batch of 4 and scales its loss by 1/2; the
   # summed gradients equal the full-batch gradient (all pixels valid, so the per-replica means
   # average to the global mean), so 2 SGD steps land on the same weights.
-  result = subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path), REPO_ROOT],
-                          capture_output=True, text=True, timeout=280, cwd=REPO_ROOT)
+  result = subprocess.run(
+      [sys.executable, '-c', SCRIPT, str(tmp_path), REPO_ROOT],
+      capture_output=True,
+      text=True,
+      timeout=280,
+      cwd=REPO_ROOT,
+  )
   assert result.returncode == 0 and 'OK' in result.stdout, result.stdout + result.stderr[-4000:]

@@ -11,8 +11,10 @@ from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
 from taskology_tf.inputs.pipelines import MixingSchedule
 from taskology_tf.tasks.depth import DepthTask
 from taskology_tf.tasks.normals import NormalsTask
-from taskology_tf.training.experiment import Experiment, TaskConfig
-from taskology_tf.training.trainer import LoopConfig, NonFiniteLossError
+from taskology_tf.training.experiment import Experiment
+from taskology_tf.training.experiment import TaskConfig
+from taskology_tf.training.trainer import LoopConfig
+from taskology_tf.training.trainer import NonFiniteLossError
 
 H, W = 16, 24
 
@@ -24,30 +26,55 @@ def _clips(num=6, seed=0):
   normals = rng.normal(size=(num, 3, H, W, 3)).astype(np.float32)
   normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
   k = np.array([[20.0, 0, (W - 1) / 2], [0, 20.0, (H - 1) / 2], [0, 0, 1]], np.float32)
-  return tf.data.Dataset.from_tensor_slices({
-      'image': rng.integers(0, 255, (num, 3, H, W, 3), dtype=np.uint8),
-      'depth': depth, 'normals': normals,
-      'intrinsics': np.repeat(k[None], num, 0)})
+  return tf.data.Dataset.from_tensor_slices(
+      {
+          'image': rng.integers(0, 255, (num, 3, H, W, 3), dtype=np.uint8),
+          'depth': depth,
+          'normals': normals,
+          'intrinsics': np.repeat(k[None], num, 0),
+      }
+  )
 
 
-def _experiment(num_steps, relations=True, peer_gradients=True, peer_refresh_steps=0,
-                consistency_weights=(1.0, 1.0), lr=1e-3):
+def _experiment(
+    num_steps,
+    relations=True,
+    peer_gradients=True,
+    peer_refresh_steps=0,
+    consistency_weights=(1.0, 1.0),
+    lr=1e-3,
+):
   tasks = [
-      TaskConfig(task=DepthTask(H, W, base_filters=4, levels=2),
-                 optimizer=lambda: keras.optimizers.Adam(lr), dedicated_clips=_clips,
-                 batch_size=2, consistency_weight=consistency_weights[0]),
-      TaskConfig(task=NormalsTask(H, W, base_filters=4, levels=2),
-                 optimizer=lambda: keras.optimizers.SGD(lr * 10, momentum=0.9),
-                 dedicated_clips=_clips, batch_size=2,
-                 consistency_weight=consistency_weights[1]),
+      TaskConfig(
+          task=DepthTask(H, W, base_filters=4, levels=2),
+          optimizer=lambda: keras.optimizers.Adam(lr),
+          dedicated_clips=_clips,
+          batch_size=2,
+          consistency_weight=consistency_weights[0],
+      ),
+      TaskConfig(
+          task=NormalsTask(H, W, base_filters=4, levels=2),
+          optimizer=lambda: keras.optimizers.SGD(lr * 10, momentum=0.9),
+          dedicated_clips=_clips,
+          batch_size=2,
+          consistency_weight=consistency_weights[1],
+      ),
   ]
   return Experiment(
-      tasks=tasks, relations=[DepthNormalsConsistency()] if relations else [],
-      mediator_clips=lambda: _clips(seed=1), mediator_batch_size=2, mediator_frames=(1,),
-      evaluation_clips=_clips, evaluation_frames=(1,), peer_gradients=peer_gradients,
-      peer_refresh_steps=peer_refresh_steps, schedule=MixingSchedule('joint'),
-      loop=LoopConfig(num_steps=num_steps, log_every=1, summary_every=1, image_every=2,
-                      checkpoint_every=2))
+      tasks=tasks,
+      relations=[DepthNormalsConsistency()] if relations else [],
+      mediator_clips=lambda: _clips(seed=1),
+      mediator_batch_size=2,
+      mediator_frames=(1,),
+      evaluation_clips=_clips,
+      evaluation_frames=(1,),
+      peer_gradients=peer_gradients,
+      peer_refresh_steps=peer_refresh_steps,
+      schedule=MixingSchedule('joint'),
+      loop=LoopConfig(
+          num_steps=num_steps, log_every=1, summary_every=1, image_every=2, checkpoint_every=2
+      ),
+  )
 
 
 def _weights(trainer):
@@ -84,10 +111,12 @@ def test_peer_gradient_semantics_agree_at_staleness_zero(tmp_path):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
   # ...and per-task consistency weights do change the result (the knob is live).
   weighted = _experiment(2, peer_gradients=False, consistency_weights=(5.0, 0.0)).build_trainer(
-      str(tmp_path / 'weighted'))
+      str(tmp_path / 'weighted')
+  )
   weighted.train()
-  diff = max(np.abs(a - b).max() for a, b in zip(_weights(joint)['depth'],
-                                                  _weights(weighted)['depth']))
+  diff = max(
+      np.abs(a - b).max() for a, b in zip(_weights(joint)['depth'], _weights(weighted)['depth'])
+  )
   assert diff > 1e-6
 
 
@@ -96,14 +125,16 @@ def test_consistency_changes_training(tmp_path):
   with_rel.train()
   without = _experiment(2, relations=False).build_trainer(str(tmp_path / 'b'))
   without.train()
-  diff = max(np.abs(a - b).max() for a, b in zip(_weights(with_rel)['depth'],
-                                                  _weights(without)['depth']))
+  diff = max(
+      np.abs(a - b).max() for a, b in zip(_weights(with_rel)['depth'], _weights(without)['depth'])
+  )
   assert diff > 1e-6
 
 
 def test_stale_copies_hold_old_weights(tmp_path):
   trainer = _experiment(3, peer_gradients=False, peer_refresh_steps=2).build_trainer(
-      str(tmp_path / 'stale'))
+      str(tmp_path / 'stale')
+  )
   source = trainer.peer_source
   mediator = next(iter(trainer.mediator))
   task = trainer.setups['depth'].task
@@ -133,10 +164,11 @@ def test_nan_loss_stops_naming_task_and_keeps_checkpoint(tmp_path):
   # Poison one weight so the depth supervised loss becomes NaN at the next step.
   trainer.restore()
   trainer.models['depth'].weights[0].assign(
-      tf.fill(trainer.models['depth'].weights[0].shape, np.nan))
+      tf.fill(trainer.models['depth'].weights[0].shape, np.nan)
+  )
   trainer.step.assign(2)
   trainer.restore = lambda: 2  # Keep the poisoned weights instead of restoring again.
-  with pytest.raises(NonFiniteLossError, match=r"supervised/depth"):
+  with pytest.raises(NonFiniteLossError, match=r'supervised/depth'):
     trainer.train()
   assert trainer.checkpoint_manager.latest_checkpoint == good
   assert os.path.exists(good + '.index')

@@ -75,8 +75,7 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
   @property
   def split_sizes(self) -> dict:
     """{'train': n, 'validation': n, 'test': n}."""
-    return {'train': self.num_train, 'validation': self.num_validation,
-            'test': self.num_test}
+    return {'train': self.num_train, 'validation': self.num_validation, 'test': self.num_test}
 
 
 def config_name(domain: str, height: int, width: int) -> str:
@@ -86,16 +85,16 @@ def config_name(domain: str, height: int, width: int) -> str:
 
 def default_split_sizes(height: int, width: int) -> dict:
   """{'train': n, 'validation': n, 'test': n} for an image size."""
-  sizes = DEFAULT_SPLIT_SIZES.get((int(height), int(width)),
-                                  _FALLBACK_SPLIT_SIZES)
+  sizes = DEFAULT_SPLIT_SIZES.get((int(height), int(width)), _FALLBACK_SPLIT_SIZES)
   return dict(zip(SPLIT_INDICES, sizes))
 
 
 def _new_config(domain, height, width, sizes, seed):
   return SyntheticWorldConfig(
       name=config_name(domain, height, width),
-      description=(f'{domain} appearance, {height}x{width} images, '
-                   f'{render.NUM_FRAMES}-frame videos.'),
+      description=(
+          f'{domain} appearance, {height}x{width} images, ' f'{render.NUM_FRAMES}-frame videos.'
+      ),
       domain=domain,
       height=int(height),
       width=int(width),
@@ -107,20 +106,21 @@ def _new_config(domain, height, width, sizes, seed):
 
 
 _PREDEFINED = {
-    config_name(d, h, w): _new_config(d, h, w, default_split_sizes(h, w),
-                                      DEFAULT_SEED)
+    config_name(d, h, w): _new_config(d, h, w, default_split_sizes(h, w), DEFAULT_SEED)
     for (h, w) in DEFAULT_SPLIT_SIZES
     for d in ('real', 'sim')
 }
 
 
-def make_config(domain: str,
-                height: int,
-                width: int,
-                num_train: int | None = None,
-                num_validation: int | None = None,
-                num_test: int | None = None,
-                seed: int = DEFAULT_SEED) -> SyntheticWorldConfig:
+def make_config(
+    domain: str,
+    height: int,
+    width: int,
+    num_train: int | None = None,
+    num_validation: int | None = None,
+    num_test: int | None = None,
+    seed: int = DEFAULT_SEED,
+) -> SyntheticWorldConfig:
   """The config for any domain, image size, split sizes and seed.
 
   Args:
@@ -144,16 +144,13 @@ def make_config(domain: str,
   if int(height) <= 0 or int(width) <= 0:
     raise ValueError(f'image size must be positive, got {height}x{width}')
   sizes = default_split_sizes(height, width)
-  for split, n in (('train', num_train), ('validation', num_validation),
-                   ('test', num_test)):
+  for split, n in (('train', num_train), ('validation', num_validation), ('test', num_test)):
     if n is not None:
       sizes[split] = int(n)
   if min(sizes.values()) < 0 or int(seed) < 0:
-    raise ValueError(f'split sizes and seed must be >= 0, got {sizes}, '
-                     f'seed {seed}')
+    raise ValueError(f'split sizes and seed must be >= 0, got {sizes}, ' f'seed {seed}')
   predefined = _PREDEFINED.get(config_name(domain, height, width))
-  if (predefined is not None and predefined.split_sizes == sizes and
-      predefined.seed == int(seed)):
+  if predefined is not None and predefined.split_sizes == sizes and predefined.seed == int(seed):
     return predefined
   return _new_config(domain, height, width, sizes, seed)
 
@@ -186,24 +183,30 @@ def feature_spec(height: int, width: int) -> dict:
 # zero camera pitch, ground depth depends on the row only and vertical walls'
 # on the column only). Images and lidar points barely compress and cost the
 # most zlib time, so they are stored as raw bytes (fast to write and read).
-_ZLIB_FEATURES = ('depth', 'normals', 'semantics', 'object_motion',
-                  'lidar_classes', 'lidar_track_ids', 'lidar_valid')
+_ZLIB_FEATURES = (
+    'depth',
+    'normals',
+    'semantics',
+    'object_motion',
+    'lidar_classes',
+    'lidar_track_ids',
+    'lidar_valid',
+)
 
 
 def _features(height: int, width: int) -> tfds.features.FeaturesDict:
   features = {}
   for name, (shape, dtype) in feature_spec(height, width).items():
-    encoding = (tfds.features.Encoding.ZLIB if name in _ZLIB_FEATURES else
-                tfds.features.Encoding.BYTES)
-    features[name] = tfds.features.Tensor(
-        shape=shape, dtype=dtype, encoding=encoding)
+    encoding = (
+        tfds.features.Encoding.ZLIB if name in _ZLIB_FEATURES else tfds.features.Encoding.BYTES
+    )
+    features[name] = tfds.features.Tensor(shape=shape, dtype=dtype, encoding=encoding)
   features['domain'] = tfds.features.Text()
   features['scene_seed'] = tfds.features.Scalar(dtype=np.int64)
   return tfds.features.FeaturesDict(features)
 
 
-def render_split_example(config: SyntheticWorldConfig, split: str,
-                         index: int) -> dict:
+def render_split_example(config: SyntheticWorldConfig, split: str, index: int) -> dict:
   """The example `index` of `split` under `config`, as stored (numpy).
 
   Args:
@@ -214,18 +217,16 @@ def render_split_example(config: SyntheticWorldConfig, split: str,
   Returns:
     Feature name -> numpy array (or str for 'domain').
   """
-  scene_seed = scene_lib.example_seed(config.seed, SPLIT_INDICES[split],
-                                      index)
+  scene_seed = scene_lib.example_seed(config.seed, SPLIT_INDICES[split], index)
   example = render.render_example(
       scene_lib.generate_scene(scene_seed),
       config.height,
       config.width,
       domain=config.domain,
       time_step=config.time_step,
-      hfov_degrees=config.hfov_degrees)
-  keep = set(feature_spec(config.height, config.width)) | {
-      'domain', 'scene_seed'
-  }
+      hfov_degrees=config.hfov_degrees,
+  )
+  keep = set(feature_spec(config.height, config.width)) | {'domain', 'scene_seed'}
   return {k: v for k, v in example.items() if k in keep}
 
 

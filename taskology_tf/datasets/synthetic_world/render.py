@@ -55,6 +55,7 @@ LIDAR_POINTS = LIDAR_BEAMS * LIDAR_AZIMUTHS
 REAL_NOISE_SIGMA = 2.0 / 255.0
 REAL_VIGNETTING = 0.12
 
+
 @dataclasses.dataclass(frozen=True)
 class RayHits:
   """Closest surface along each ray.
@@ -88,9 +89,9 @@ class RayHits:
     return np.isfinite(self.distance)
 
 
-def intrinsics_from_fov(height: int, width: int,
-                        hfov_degrees: float = DEFAULT_HFOV_DEGREES
-                       ) -> np.ndarray:
+def intrinsics_from_fov(
+    height: int, width: int, hfov_degrees: float = DEFAULT_HFOV_DEGREES
+) -> np.ndarray:
   """Pinhole intrinsics from a horizontal field of view, square pixels.
 
   With pixel centres at integer coordinates the image spans u in
@@ -107,14 +108,14 @@ def intrinsics_from_fov(height: int, width: int,
     K: [3, 3] float64.
   """
   f = (width / 2.0) / np.tan(np.radians(hfov_degrees) / 2.0)
-  return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0],
-                   [0.0, 0.0, 1.0]])
+  return np.array([[f, 0.0, (width - 1) / 2.0], [0.0, f, (height - 1) / 2.0], [0.0, 0.0, 1.0]])
 
 
 def pixel_grid(height: int, width: int) -> np.ndarray:
   """[H * W, 2] float64 pixel centres (u, v), row-major (v slowest)."""
-  v, u = np.meshgrid(np.arange(height, dtype=np.float64),
-                     np.arange(width, dtype=np.float64), indexing='ij')
+  v, u = np.meshgrid(
+      np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing='ij'
+  )
   return np.stack([u.ravel(), v.ravel()], axis=1)
 
 
@@ -140,13 +141,13 @@ def camera_rays(intrinsics: np.ndarray, uv: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=None)
 def _lidar_directions_cached() -> np.ndarray:
   elevation = np.radians(
-      np.linspace(LIDAR_MIN_ELEVATION_DEGREES, LIDAR_MAX_ELEVATION_DEGREES,
-                  LIDAR_BEAMS))
+      np.linspace(LIDAR_MIN_ELEVATION_DEGREES, LIDAR_MAX_ELEVATION_DEGREES, LIDAR_BEAMS)
+  )
   azimuth = 2.0 * np.pi * np.arange(LIDAR_AZIMUTHS) / LIDAR_AZIMUTHS
   el, az = np.meshgrid(elevation, azimuth, indexing='ij')
-  dirs = np.stack([np.cos(el) * np.cos(az),
-                   np.cos(el) * np.sin(az),
-                   np.sin(el)], axis=-1).reshape(-1, 3)
+  dirs = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)], axis=-1).reshape(
+      -1, 3
+  )
   dirs.flags.writeable = False
   return dirs
 
@@ -159,8 +160,7 @@ def lidar_directions() -> np.ndarray:
   return _lidar_directions_cached()
 
 
-def _potentially_hit(origin, unit_dirs, max_norm, centers, half,
-                     max_distance):
+def _potentially_hit(origin, unit_dirs, max_norm, centers, half, max_distance):
   """Conservative culling of boxes by range and by the cone of the rays."""
   radius = np.linalg.norm(half, axis=1)
   rel = centers - origin
@@ -182,14 +182,15 @@ def _potentially_hit(origin, unit_dirs, max_norm, centers, half,
 
 # The 8 corners of a box as sign patterns (bit 2: x, bit 1: y, bit 0: z) and
 # its 12 edges as pairs of corners differing in one sign.
-_CORNER_SIGNS = np.array([[(k >> 2 & 1) * 2 - 1, (k >> 1 & 1) * 2 - 1,
-                           (k & 1) * 2 - 1] for k in range(8)], np.float64)
-_BOX_EDGES = np.array([(a, b) for a in range(8) for b in range(a + 1, 8)
-                       if bin(a ^ b).count('1') == 1])
+_CORNER_SIGNS = np.array(
+    [[(k >> 2 & 1) * 2 - 1, (k >> 1 & 1) * 2 - 1, (k & 1) * 2 - 1] for k in range(8)], np.float64
+)
+_BOX_EDGES = np.array(
+    [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count('1') == 1]
+)
 
 
-def box_corners(centers: np.ndarray, sizes: np.ndarray,
-                headings: np.ndarray) -> np.ndarray:
+def box_corners(centers: np.ndarray, sizes: np.ndarray, headings: np.ndarray) -> np.ndarray:
   """[..., 8, 3] corners of yaw-rotated boxes (same frame as `centers`).
 
   Args:
@@ -201,20 +202,26 @@ def box_corners(centers: np.ndarray, sizes: np.ndarray,
   c = np.cos(headings)[..., None]
   s = np.sin(headings)[..., None]
   return np.asarray(centers)[..., None, :] + np.stack(
-      [c * local[..., 0] - s * local[..., 1],
-       s * local[..., 0] + c * local[..., 1], local[..., 2]], axis=-1)
+      [c * local[..., 0] - s * local[..., 1], s * local[..., 0] + c * local[..., 1], local[..., 2]],
+      axis=-1,
+  )
 
 
 def _rect_rows(keep, r0, r1, c0, c1):
   """[R, 6] int64 rows (frame, box, r0, r1, c0, c1) of the kept [F, M]."""
   f, m = np.nonzero(keep)
-  return np.stack([f, m, r0[f, m], r1[f, m], c0[f, m], c1[f, m]],
-                  axis=1).astype(np.int64)
+  return np.stack([f, m, r0[f, m], r1[f, m], c0[f, m], c1[f, m]], axis=1).astype(np.int64)
 
 
-def camera_box_rects(scene: scene_lib.Scene, times, world_from_cams,
-                     intrinsics: np.ndarray, height: int, width: int,
-                     max_depth: float = SKY_DEPTH) -> np.ndarray:
+def camera_box_rects(
+    scene: scene_lib.Scene,
+    times,
+    world_from_cams,
+    intrinsics: np.ndarray,
+    height: int,
+    width: int,
+    max_depth: float = SKY_DEPTH,
+) -> np.ndarray:
   """Pixel rectangles outside which a frame's pixels cannot see a box.
 
   Each box is clipped against the plane z = near in front of the camera (its
@@ -238,12 +245,12 @@ def camera_box_rects(scene: scene_lib.Scene, times, world_from_cams,
   times = np.asarray(times, np.float64).reshape(-1)
   poses = np.asarray(world_from_cams, np.float64).reshape(-1, 4, 4)
   nf, nm = times.size, scene.num_boxes
-  centers = (scene.box_centers[None] +
-             scene.box_velocities[None] * times[:, None, None])
+  centers = scene.box_centers[None] + scene.box_velocities[None] * times[:, None, None]
   corners = box_corners(centers, scene.box_sizes[None], scene.box_headings[None])
   # World to camera, row-vector form: (x - t) R.
-  pc = np.matmul((corners - poses[:, None, None, :3, 3]).reshape(nf, -1, 3),
-                 poses[:, :3, :3]).reshape(nf, nm, 8, 3)
+  pc = np.matmul(
+      (corners - poses[:, None, None, :3, 3]).reshape(nf, -1, 3), poses[:, :3, :3]
+  ).reshape(nf, nm, 8, 3)
   a, b = pc[:, :, _BOX_EDGES[:, 0]], pc[:, :, _BOX_EDGES[:, 1]]
   za, zb = a[..., 2], b[..., 2]
   crosses = (za - near) * (zb - near) < 0
@@ -253,21 +260,20 @@ def camera_box_rects(scene: scene_lib.Scene, times, world_from_cams,
   pts = np.concatenate([pc, crossing], axis=2)
   valid = np.concatenate([pc[..., 2] >= near, crosses], axis=2)
   z = np.where(valid, pts[..., 2], 1.0)
-  u = (intrinsics[0, 0] * pts[..., 0] + intrinsics[0, 1] * pts[..., 1]) / z + \
-      intrinsics[0, 2]
+  u = (intrinsics[0, 0] * pts[..., 0] + intrinsics[0, 1] * pts[..., 1]) / z + intrinsics[0, 2]
   v = intrinsics[1, 1] * pts[..., 1] / z + intrinsics[1, 2]
   with np.errstate(invalid='ignore'):
     c0 = np.clip(np.floor(np.where(valid, u, np.inf).min(-1)) - 1, 0, width)
     c1 = np.clip(np.ceil(np.where(valid, u, -np.inf).max(-1)) + 2, 0, width)
     r0 = np.clip(np.floor(np.where(valid, v, np.inf).min(-1)) - 1, 0, height)
     r1 = np.clip(np.ceil(np.where(valid, v, -np.inf).max(-1)) + 2, 0, height)
-  keep = (valid.any(-1) & (pc[..., 2].min(-1) <= max_depth) & (r1 > r0) &
-          (c1 > c0))
+  keep = valid.any(-1) & (pc[..., 2].min(-1) <= max_depth) & (r1 > r0) & (c1 > c0)
   return _rect_rows(keep, r0, r1, c0, c1)
 
 
-def lidar_box_rects(scene: scene_lib.Scene, times,
-                    max_range: float = LIDAR_MAX_RANGE) -> np.ndarray:
+def lidar_box_rects(
+    scene: scene_lib.Scene, times, max_range: float = LIDAR_MAX_RANGE
+) -> np.ndarray:
   """(beam, azimuth) rectangles of lidar sweeps outside which no beam can
   hit a box.
 
@@ -294,8 +300,7 @@ def lidar_box_rects(scene: scene_lib.Scene, times,
   states = [scene_lib.ego_state(scene, t) for t in times]
   xy = np.array([st[0] for st in states])
   psi = np.array([st[1] for st in states])
-  centers_w = (scene.box_centers[None] +
-               scene.box_velocities[None] * times[:, None, None])
+  centers_w = scene.box_centers[None] + scene.box_velocities[None] * times[:, None, None]
   cp, sp = np.cos(psi)[:, None], np.sin(psi)[:, None]
   dx = centers_w[..., 0] - xy[:, None, 0]
   dy = centers_w[..., 1] - xy[:, None, 1]
@@ -308,27 +313,25 @@ def lidar_box_rects(scene: scene_lib.Scene, times,
   c, s = np.cos(headings), np.sin(headings)
   px = -(c * cx + s * cy)
   py = -(c * cy - s * cx)
-  d_min = np.hypot(np.maximum(np.abs(px) - half[..., 0], 0.0),
-                   np.maximum(np.abs(py) - half[..., 1], 0.0))
+  d_min = np.hypot(
+      np.maximum(np.abs(px) - half[..., 0], 0.0), np.maximum(np.abs(py) - half[..., 1], 0.0)
+  )
   d_max = np.hypot(corners[..., 0], corners[..., 1]).max(-1)
   top = cz + half[..., 2] - z0
   bottom = cz - half[..., 2] - z0
   e_hi = np.where(top >= 0, np.arctan2(top, d_min), np.arctan2(top, d_max))
-  e_lo = np.where(bottom <= 0, np.arctan2(bottom, d_min),
-                  np.arctan2(bottom, d_max))
+  e_lo = np.where(bottom <= 0, np.arctan2(bottom, d_min), np.arctan2(bottom, d_max))
   gap_z = np.maximum(np.maximum(bottom, -top), 0.0)
   az_c = np.arctan2(cy, cx)
-  rel = scene_lib.wrap_angle(
-      np.arctan2(corners[..., 1], corners[..., 0]) - az_c[..., None])
+  rel = scene_lib.wrap_angle(np.arctan2(corners[..., 1], corners[..., 0]) - az_c[..., None])
   az_lo = az_c + rel.min(-1)
   az_hi = az_c + rel.max(-1)
   elevations = np.radians(
-      np.linspace(LIDAR_MIN_ELEVATION_DEGREES, LIDAR_MAX_ELEVATION_DEGREES,
-                  LIDAR_BEAMS))
+      np.linspace(LIDAR_MIN_ELEVATION_DEGREES, LIDAR_MAX_ELEVATION_DEGREES, LIDAR_BEAMS)
+  )
   step = 2.0 * np.pi / na
   r0 = np.maximum(np.searchsorted(elevations, e_lo) - 1, 0)
-  r1 = np.minimum(np.searchsorted(elevations, e_hi, side='right') + 1,
-                  LIDAR_BEAMS)
+  r1 = np.minimum(np.searchsorted(elevations, e_hi, side='right') + 1, LIDAR_BEAMS)
   k0 = np.floor(az_lo / step).astype(np.int64) - 1
   k1 = np.ceil(az_hi / step).astype(np.int64) + 2
   keep = (np.hypot(d_min, gap_z) <= max_range) & (r1 > r0)
@@ -338,14 +341,20 @@ def lidar_box_rects(scene: scene_lib.Scene, times,
   end = np.where(full, na, start + (k1 - k0))
   first = _rect_rows(keep, r0, r1, start, np.minimum(end, na))
   # The part of an interval that wraps through azimuth 0.
-  second = _rect_rows(keep & (end > na), r0, r1, np.zeros_like(end),
-                      end - na)
+  second = _rect_rows(keep & (end > na), r0, r1, np.zeros_like(end), end - na)
   return np.concatenate([first, second])
 
 
-def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
-                   max_distance: float, grid_shape=None, rects=None,
-                   with_local_points: bool = True) -> RayHits:
+def cast_ray_batch(
+    scene: scene_lib.Scene,
+    times,
+    origins,
+    directions,
+    max_distance: float,
+    grid_shape=None,
+    rects=None,
+    with_local_points: bool = True,
+) -> RayHits:
   """Casts F frames of N rays each against the ground and all boxes.
 
   Every (ray, box) pair that may intersect (from per-box ray rectangles, or
@@ -383,12 +392,13 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
   half = scene.box_sizes / 2.0
   cos_h, sin_h = np.cos(scene.box_headings), np.sin(scene.box_headings)
   # [F, M, 3] box centres per frame; ray origins in each box's axes [F * M].
-  centers = (scene.box_centers[None] +
-             scene.box_velocities[None] * times[:, None, None])
+  centers = scene.box_centers[None] + scene.box_velocities[None] * times[:, None, None]
   rel = origins[:, None, :] - centers
-  o_local = ((cos_h * rel[..., 0] + sin_h * rel[..., 1]).ravel(),
-             (cos_h * rel[..., 1] - sin_h * rel[..., 0]).ravel(),
-             rel[..., 2].ravel())
+  o_local = (
+      (cos_h * rel[..., 0] + sin_h * rel[..., 1]).ravel(),
+      (cos_h * rel[..., 1] - sin_h * rel[..., 0]).ravel(),
+      rel[..., 2].ravel(),
+  )
   d = (dirs[..., 0].ravel(), dirs[..., 1].ravel(), dirs[..., 2].ravel())
 
   if rects is None:
@@ -397,8 +407,9 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
     rows = []
     for f in range(nf):
       norms = np.linalg.norm(dirs[f], axis=1)
-      keep = _potentially_hit(origins[f], dirs[f] / norms[:, None],
-                              norms.max(), centers[f], half, max_distance)
+      keep = _potentially_hit(
+          origins[f], dirs[f] / norms[:, None], norms.max(), centers[f], half, max_distance
+      )
       rows.extend((f, m, 0, 1, 0, n) for m in np.flatnonzero(keep))
     rects = np.array(rows, np.int64).reshape(-1, 6)
   if grid_shape[0] * grid_shape[1] != n:
@@ -414,12 +425,12 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
     # row), then runs into (ray, box) pairs: repeats and aranges only.
     heights = r1 - r0
     run_rect = np.repeat(np.arange(rects.shape[0]), heights)
-    run_row = r0[run_rect] + np.arange(run_rect.size) - np.repeat(
-        np.cumsum(heights) - heights, heights)
+    run_row = (
+        r0[run_rect] + np.arange(run_rect.size) - np.repeat(np.cumsum(heights) - heights, heights)
+    )
     run_start = rf[run_rect] * n + run_row * cols + c0[run_rect]
     run_len = (c1 - c0)[run_rect]
-    ray = np.repeat(run_start - (np.cumsum(run_len) - run_len),
-                    run_len) + np.arange(run_len.sum())
+    ray = np.repeat(run_start - (np.cumsum(run_len) - run_len), run_len) + np.arange(run_len.sum())
     box = np.repeat(rm[run_rect], run_len)
     fm = np.repeat(rf[run_rect] * nm + rm[run_rect], run_len)
     c, s = cos_h[box], sin_h[box]
@@ -477,9 +488,9 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
   px = o[0] + dist0 * d[0]
   py = o[1] + dist0 * d[1]
   pz = np.where(is_ground, 0.0, o[2] + dist0 * d[2])  # exact on the plane
-  semantics = np.where(is_box, scene.box_classes[b],
-                       np.where(is_ground, scene_lib.GROUND,
-                                scene_lib.SKY)).astype(np.int32)
+  semantics = np.where(
+      is_box, scene.box_classes[b], np.where(is_ground, scene_lib.GROUND, scene_lib.SKY)
+  ).astype(np.int32)
   box_index = np.where(is_box, box_best, -1)
   face_axis = np.where(is_box, axis, np.where(is_ground, 2, -1))
   # The face normal points against the ray, i.e. towards the origin.
@@ -487,25 +498,37 @@ def cast_ray_batch(scene: scene_lib.Scene, times, origins, directions,
   sign = np.where(is_box, -np.sign(d_axis), 0.0)
   nx = np.where(axis == 0, sign, 0.0)
   ny = np.where(axis == 1, sign, 0.0)
-  nz = np.where(is_box, np.where(axis == 2, sign, 0.0),
-                np.where(is_ground, 1.0, 0.0))
+  nz = np.where(is_box, np.where(axis == 2, sign, 0.0), np.where(is_ground, 1.0, 0.0))
   normals = np.stack([cb * nx - sb * ny, sb * nx + cb * ny, nz], axis=1)
   points = np.stack([px, py, pz], axis=1)
   if with_local_points:
-    local_points = np.stack([
-        np.where(is_box, o_l[k] + dist0 * d_l[k],
-                 np.where(is_ground, p, 0.0))
-        for k, p in enumerate((px, py, pz))
-    ], axis=1)
+    local_points = np.stack(
+        [
+            np.where(is_box, o_l[k] + dist0 * d_l[k], np.where(is_ground, p, 0.0))
+            for k, p in enumerate((px, py, pz))
+        ],
+        axis=1,
+    )
   else:
     local_points = None
-  return RayHits(distance=distance, semantics=semantics, box_index=box_index,
-                 points=points, normals=normals, face_axis=face_axis,
-                 local_points=local_points)
+  return RayHits(
+      distance=distance,
+      semantics=semantics,
+      box_index=box_index,
+      points=points,
+      normals=normals,
+      face_axis=face_axis,
+      local_points=local_points,
+  )
 
 
-def cast_rays(scene: scene_lib.Scene, time: float, origin: np.ndarray,
-              directions: np.ndarray, max_distance: float) -> RayHits:
+def cast_rays(
+    scene: scene_lib.Scene,
+    time: float,
+    origin: np.ndarray,
+    directions: np.ndarray,
+    max_distance: float,
+) -> RayHits:
   """Casts rays from one origin at one time (see `cast_ray_batch`).
 
   Args:
@@ -518,8 +541,9 @@ def cast_rays(scene: scene_lib.Scene, time: float, origin: np.ndarray,
   Returns:
     `RayHits` of the N rays.
   """
-  return cast_ray_batch(scene, [time], np.asarray(origin)[None],
-                        np.asarray(directions)[None], max_distance)
+  return cast_ray_batch(
+      scene, [time], np.asarray(origin)[None], np.asarray(directions)[None], max_distance
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -632,8 +656,7 @@ def _periodic_pulse(x, period, width, footprint):
   return cov + blend * (width / period - cov)
 
 
-def lane_paint_coverage(scene: scene_lib.Scene, x, y, footprint_x,
-                        footprint_y):
+def lane_paint_coverage(scene: scene_lib.Scene, x, y, footprint_x, footprint_y):
   """Fraction of road paint (lane lines, crosswalk) around ground points.
 
   Args:
@@ -657,7 +680,8 @@ def lane_paint_coverage(scene: scene_lib.Scene, x, y, footprint_x,
   if np.isfinite(scene.crosswalk_x):
     stripes = _periodic_pulse(y, 1.0, 0.5, footprint_y)
     inside = _pulse(x - scene.crosswalk_x, 3.0, footprint_x) * _pulse(
-        y, 2.0 * (lanes * lw), footprint_y)
+        y, 2.0 * (lanes * lw), footprint_y
+    )
     cov += stripes * inside
   return _clip01(cov) * (ay < scene.road_half_width)
 
@@ -667,13 +691,15 @@ def lane_paint_coverage(scene: scene_lib.Scene, x, y, footprint_x,
 # reductions along a short last axis are several times slower than
 # elementwise work on 1-D arrays, and shading runs for every frame.
 
-_SIM_COLORS = np.array([
-    (0.55, 0.72, 0.95),  # sky
-    (0.42, 0.42, 0.44),  # ground
-    (0.72, 0.60, 0.48),  # building
-    (0.15, 0.30, 0.80),  # car
-    (0.90, 0.30, 0.25),  # pedestrian
-])
+_SIM_COLORS = np.array(
+    [
+        (0.55, 0.72, 0.95),  # sky
+        (0.42, 0.42, 0.44),  # ground
+        (0.72, 0.60, 0.48),  # building
+        (0.15, 0.30, 0.80),  # car
+        (0.90, 0.30, 0.25),  # pedestrian
+    ]
+)
 _SIM_LIGHT = np.array([0.3, 0.5, 0.8]) / np.linalg.norm([0.3, 0.5, 0.8])
 _SIM_LIGHT_COLOR = np.array([0.6, 0.6, 0.6])
 _SIM_AMBIENT = np.array([0.45, 0.45, 0.45])
@@ -732,9 +758,9 @@ def _world_pixel_derivatives(depth, d, n, a, b):
 
 def _ground_surface(points, du, dv):
   """Ground texture coordinates: world (x, y); footprints from |d/du|+|d/dv|."""
-  return _Surface(s=points[0], t=points[1],
-                  fs=np.abs(du[0]) + np.abs(dv[0]),
-                  ft=np.abs(du[1]) + np.abs(dv[1]))
+  return _Surface(
+      s=points[0], t=points[1], fs=np.abs(du[0]) + np.abs(dv[0]), ft=np.abs(du[1]) + np.abs(dv[1])
+  )
 
 
 def _box_surface(scene, box, axis, local, du, dv):
@@ -756,8 +782,7 @@ def _box_surface(scene, box, axis, local, du, dv):
   fpz = np.abs(lu[2]) + np.abs(lv[2])
   fs = np.where(side_y, fpy, fpx)
   ft = np.where(top, fpy, fpz)
-  return _Surface(s=s, t=t, fs=fs, ft=ft, box=box, axis=axis, local=local,
-                  size=size)
+  return _Surface(s=s, t=t, fs=fs, ft=ft, box=box, axis=axis, local=local, size=size)
 
 
 def _mix(a, b, w):
@@ -777,8 +802,7 @@ def _ground_albedo(scene, g):
   if r.size:
     xr, yr, fpr = x[r], y[r], fp[r]
     # Asphalt: multi-octave noise, from repair patches to fine speckle.
-    n = _fbm(xr, yr, seed, fpr, (6.0, 2.5, 1.0, 0.4, 0.15),
-             (0.5, 0.5, 0.6, 0.6, 0.6))
+    n = _fbm(xr, yr, seed, fpr, (6.0, 2.5, 1.0, 0.4, 0.15), (0.5, 0.5, 0.6, 0.6, 0.6))
     asphalt = _ASPHALT * (1.0 + n)[:, None]
     paint = lane_paint_coverage(scene, xr, yr, fx[r], fy[r])
     out[r] = _mix(asphalt, _PAINT, paint)
@@ -787,10 +811,10 @@ def _ground_albedo(scene, g):
     xw, yw, fxw, fyw, fpw = x[w], y[w], fx[w], fy[w], fp[w]
     # Sidewalk: 0.8 m slabs, each a little different, with darker joints.
     slab = 0.8
-    tone = (_hash01(np.floor(xw / slab), np.floor(yw / slab), seed + 7) -
-            0.5) * _detail_weight(slab, fpw)
-    joints = np.maximum(_periodic_pulse(xw, slab, 0.04, fxw),
-                        _periodic_pulse(yw, slab, 0.04, fyw))
+    tone = (_hash01(np.floor(xw / slab), np.floor(yw / slab), seed + 7) - 0.5) * _detail_weight(
+        slab, fpw
+    )
+    joints = np.maximum(_periodic_pulse(xw, slab, 0.04, fxw), _periodic_pulse(yw, slab, 0.04, fyw))
     n = _fbm(xw, yw, seed + 3, fpw, (2.0, 0.5, 0.15), (0.3, 0.45, 0.45))
     walk = _PAVING * (1.0 + 0.45 * tone + n - 0.35 * joints)[:, None]
     kerb = _pulse(np.abs(yw) - scene.road_half_width - 0.12, 0.24, fyw)
@@ -809,13 +833,12 @@ def _facade_albedo(scene, f):
   spacing = scene.facade_params[:, 1][b]
   win_w = scene.facade_params[:, 2][b]
   win_h = scene.facade_params[:, 3][b]
-  noise = _fbm(s, t, seeds, fp, (4.0, 1.5, 0.6, 0.25),
-               (0.4, 0.45, 0.45, 0.45))
+  noise = _fbm(s, t, seeds, fp, (4.0, 1.5, 0.6, 0.25), (0.4, 0.45, 0.45, 0.45))
   # Bricks: 0.25 x 0.075 m courses, every other course offset by half.
   course = np.floor(t / 0.075)
-  brick = (_hash01(np.floor(s / 0.25 + 0.5 * (course % 2)), course,
-                   seeds + 11) - 0.5) * (0.35 * _detail_weight(0.075, ft) *
-                                         _detail_weight(0.25, fs))
+  brick = (_hash01(np.floor(s / 0.25 + 0.5 * (course % 2)), course, seeds + 11) - 0.5) * (
+      0.35 * _detail_weight(0.075, ft) * _detail_weight(0.25, fs)
+  )
   # Trim band at each floor line, darker plinth at street level.
   band = _periodic_pulse(t, floor_h, 0.3, ft)
   plinth = _clip01((0.6 - t) / np.maximum(ft, 1e-6) + 0.5)
@@ -827,8 +850,9 @@ def _facade_albedo(scene, f):
   row = np.floor(t / floor_h)
   weight = _detail_weight(spacing, fs) * _detail_weight(floor_h, ft)
   tone = 0.27 + weight * (0.36 * _hash01(col, row, seeds + 5) - 0.18)
-  cov = (_periodic_pulse(s - spacing / 2, spacing, win_w, fs) *
-         _periodic_pulse(t - 0.55 * floor_h, floor_h, win_h, ft))
+  cov = _periodic_pulse(s - spacing / 2, spacing, win_w, fs) * _periodic_pulse(
+      t - 0.55 * floor_h, floor_h, win_h, ft
+  )
   cov *= (t > floor_h) & (t < f.size[2] - 0.6) & (f.axis != 2)
   glass = tone[:, None] * np.array([0.6, 0.7, 0.85])
   return _mix(wall, glass, cov)
@@ -842,8 +866,7 @@ def _car_albedo(scene, f):
   glass = np.take(scene.box_colors[:, 1], b, axis=0)
   fp = np.maximum(fs, ft)
   hb = lp[2] + h / 2  # height above the car's bottom
-  dirt = _fbm(f.s, f.t, scene.box_texture_seeds[b], fp, (0.8, 0.25),
-              (0.2, 0.15))
+  dirt = _fbm(f.s, f.t, scene.box_texture_seeds[b], fp, (0.8, 0.25), (0.2, 0.15))
   col = body * (1.0 + dirt)[:, None]
   side = axis == 1
   ends = axis == 0
@@ -855,15 +878,12 @@ def _car_albedo(scene, f):
   col *= (1.0 - 0.5 * _pulse(hb - 0.12 * h, 0.16 * h, ft))[:, None]
   # Wheels on the sides: discs of radius 0.33 m at 0.85 m from each end.
   axle = length / 2 - 0.85
-  r = np.minimum(np.hypot(lp[0] - axle, hb - 0.33),
-                 np.hypot(lp[0] + axle, hb - 0.33))
+  r = np.minimum(np.hypot(lp[0] - axle, hb - 0.33), np.hypot(lp[0] + axle, hb - 0.33))
   wheel = _clip01((0.33 - r) / np.maximum(fp, 1e-6) + 0.5) * side
   col = _mix(col, np.array([0.05, 0.05, 0.05]), wheel)
   # Lamps on the ends: white at the front (+x), red at the back.
-  lamp = (_pulse(np.abs(lp[1]) - (width / 2 - 0.3), 0.3, fs) *
-          _pulse(hb - 0.45 * h, 0.12, ft) * ends)
-  lamp_col = np.where((lp[0] > 0)[:, None], [0.95, 0.93, 0.8],
-                      [0.8, 0.08, 0.05])
+  lamp = _pulse(np.abs(lp[1]) - (width / 2 - 0.3), 0.3, fs) * _pulse(hb - 0.45 * h, 0.12, ft) * ends
+  lamp_col = np.where((lp[0] > 0)[:, None], [0.95, 0.93, 0.8], [0.8, 0.08, 0.05])
   return _mix(col, lamp_col, lamp)
 
 
@@ -873,8 +893,7 @@ def _pedestrian_albedo(scene, f):
   h = f.size[2]
   hb = f.local[2] + h / 2
   seeds = scene.box_texture_seeds[b]
-  noise = _fbm(f.s, f.t, seeds, np.maximum(f.fs, ft), (0.3, 0.1),
-               (0.25, 0.2))
+  noise = _fbm(f.s, f.t, seeds, np.maximum(f.fs, ft), (0.3, 0.1), (0.25, 0.2))
   skin = _SKIN * (0.55 + 0.45 * _hash01(seeds, 1, 3))[:, None]
   hair = _HAIR * (0.2 + 0.8 * _hash01(seeds, 2, 3))[:, None]
   shirt = np.take(scene.box_colors[:, 0], b, axis=0)
@@ -893,13 +912,19 @@ def _sky_color(dirs_world, domain):
     return np.tile(_SIM_COLORS[scene_lib.SKY], (dirs_world.shape[0], 1))
   x, y, z = dirs_world[:, 0], dirs_world[:, 1], dirs_world[:, 2]
   elev = z / np.sqrt(x * x + y * y + z * z)
-  w = _clip01(elev * 2.5)**0.7
+  w = _clip01(elev * 2.5) ** 0.7
   return _mix(_SKY_HORIZON, _SKY_ZENITH, w)
 
 
-def shade(scene: scene_lib.Scene, domain: str, hits: RayHits,
-          dirs_world: np.ndarray, depth: np.ndarray, ray_du: np.ndarray,
-          ray_dv: np.ndarray) -> np.ndarray:
+def shade(
+    scene: scene_lib.Scene,
+    domain: str,
+    hits: RayHits,
+    dirs_world: np.ndarray,
+    depth: np.ndarray,
+    ray_du: np.ndarray,
+    ray_dv: np.ndarray,
+) -> np.ndarray:
   """Colours of camera rays, before sensor effects.
 
   Rays of several frames can be shaded in one call (cheaper per ray).
@@ -924,8 +949,7 @@ def shade(scene: scene_lib.Scene, domain: str, hits: RayHits,
   sem = hits.semantics
   if domain == 'sim':
     albedo = np.take(_SIM_COLORS, sem, axis=0)
-    movable = np.flatnonzero((sem == scene_lib.CAR) |
-                             (sem == scene_lib.PEDESTRIAN))
+    movable = np.flatnonzero((sem == scene_lib.CAR) | (sem == scene_lib.PEDESTRIAN))
     # A per-object tint so instances are told apart; still flat colour.
     tint = _hash01(hits.box_index[movable], 0, 17) - 0.5
     albedo[movable] *= (1.0 + 0.5 * tint)[:, None]
@@ -936,10 +960,12 @@ def shade(scene: scene_lib.Scene, domain: str, hits: RayHits,
     ray_du = np.asarray(ray_du, np.float64)
     ray_dv = np.asarray(ray_dv, np.float64)
     albedo_parts, row_parts = [], []
-    for cls, fn in ((scene_lib.GROUND, _ground_albedo),
-                    (scene_lib.BUILDING, _facade_albedo),
-                    (scene_lib.CAR, _car_albedo),
-                    (scene_lib.PEDESTRIAN, _pedestrian_albedo)):
+    for cls, fn in (
+        (scene_lib.GROUND, _ground_albedo),
+        (scene_lib.BUILDING, _facade_albedo),
+        (scene_lib.CAR, _car_albedo),
+        (scene_lib.PEDESTRIAN, _pedestrian_albedo),
+    ):
       idx = np.flatnonzero(sem == cls)
       if not idx.size:
         continue
@@ -949,24 +975,25 @@ def shade(scene: scene_lib.Scene, domain: str, hits: RayHits,
           return tuple(arr)
         return tuple(arr[:, k][idx] for k in range(3))
 
-      du, dv = _world_pixel_derivatives(depth[idx], pick(dirs_world),
-                                        pick(hits.normals), pick(ray_du),
-                                        pick(ray_dv))
+      du, dv = _world_pixel_derivatives(
+          depth[idx], pick(dirs_world), pick(hits.normals), pick(ray_du), pick(ray_dv)
+      )
       if cls == scene_lib.GROUND:
         surf = _ground_surface(pick(hits.points), du, dv)
       else:
-        surf = _box_surface(scene, hits.box_index[idx], hits.face_axis[idx],
-                            pick(hits.local_points), du, dv)
+        surf = _box_surface(
+            scene, hits.box_index[idx], hits.face_axis[idx], pick(hits.local_points), du, dv
+        )
       albedo_parts.append(fn(scene, surf))
       row_parts.append(idx)
     rows = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int64)
-    albedo = (np.concatenate(albedo_parts) if albedo_parts else
-              np.zeros((0, 3)))
+    albedo = np.concatenate(albedo_parts) if albedo_parts else np.zeros((0, 3))
     light, light_col = scene.sun_direction, scene.sun_color
     ambient = scene.ambient_color
   nw = hits.normals
-  lambert = np.maximum(nw[:, 0][rows] * light[0] + nw[:, 1][rows] * light[1] +
-                       nw[:, 2][rows] * light[2], 0.0)
+  lambert = np.maximum(
+      nw[:, 0][rows] * light[0] + nw[:, 1][rows] * light[1] + nw[:, 2][rows] * light[2], 0.0
+  )
   rgb[rows] = albedo * (ambient + lambert[:, None] * light_col)
   return rgb
 
@@ -975,8 +1002,7 @@ def shade(scene: scene_lib.Scene, domain: str, hits: RayHits,
 def _vignette(height, width):
   """[H, W, 1] relative brightness: 1 at the centre, 1 - REAL_VIGNETTING in
   the corners (quadratic in the normalised radius)."""
-  v, u = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width),
-                     indexing='ij')
+  v, u = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing='ij')
   out = (1.0 - REAL_VIGNETTING * (u * u + v * v) / 2.0)[..., None]
   out.flags.writeable = False
   return out
@@ -991,8 +1017,7 @@ def _sensor(rgb, shape, domain, rng):
   return np.round(_clip01(img) * 255.0).astype(np.uint8)
 
 
-def lidar_intensity(scene: scene_lib.Scene, hits: RayHits,
-                    unit_dirs: np.ndarray) -> np.ndarray:
+def lidar_intensity(scene: scene_lib.Scene, hits: RayHits, unit_dirs: np.ndarray) -> np.ndarray:
   """Simulated return intensity in [0, 1], the same in both domains.
 
   Reflectivity per class (road paint is retro-reflective) times a
@@ -1009,8 +1034,7 @@ def lidar_intensity(scene: scene_lib.Scene, hits: RayHits,
   reflectivity = np.array([0.0, 0.18, 0.35, 0.55, 0.3])[hits.semantics]
   ground = hits.semantics == scene_lib.GROUND
   zeros = np.zeros(int(ground.sum()))
-  paint = lane_paint_coverage(scene, hits.points[ground, 0],
-                              hits.points[ground, 1], zeros, zeros)
+  paint = lane_paint_coverage(scene, hits.points[ground, 0], hits.points[ground, 1], zeros, zeros)
   reflectivity[ground] += 0.6 * paint
   cos_inc = np.abs(np.sum(hits.normals * unit_dirs, axis=1))
   return np.where(hits.hit, reflectivity * (0.25 + 0.75 * cos_inc), 0.0)
@@ -1020,8 +1044,9 @@ def lidar_intensity(scene: scene_lib.Scene, hits: RayHits,
 # Whole frames and examples.
 
 
-def cast_camera_frames(scene: scene_lib.Scene, intrinsics: np.ndarray,
-                       times, uv: np.ndarray, grid_shape=None):
+def cast_camera_frames(
+    scene: scene_lib.Scene, intrinsics: np.ndarray, times, uv: np.ndarray, grid_shape=None
+):
   """Geometry seen through (sub-)pixel positions in several frames.
 
   Args:
@@ -1049,17 +1074,16 @@ def cast_camera_frames(scene: scene_lib.Scene, intrinsics: np.ndarray,
   # limit is a depth limit.
   rects = None
   if grid_shape is not None:
-    rects = camera_box_rects(scene, times, poses, intrinsics, grid_shape[0],
-                             grid_shape[1], SKY_DEPTH)
-  hits = cast_ray_batch(scene, times, poses[:, :3, 3], dirs_world, SKY_DEPTH,
-                        grid_shape, rects)
+    rects = camera_box_rects(
+        scene, times, poses, intrinsics, grid_shape[0], grid_shape[1], SKY_DEPTH
+    )
+  hits = cast_ray_batch(scene, times, poses[:, :3, 3], dirs_world, SKY_DEPTH, grid_shape, rects)
   n = dirs_cam.shape[0]
   depth = np.where(hits.hit, hits.distance, SKY_DEPTH)
   # World to camera: R^T n per frame.
   normals = np.matmul(hits.normals.reshape(-1, n, 3), rots).reshape(-1, 3)
   normals[~hits.hit] = SKY_NORMAL
-  instance = np.where(hits.box_index >= 0, hits.box_index + 1,
-                      np.where(hits.hit, 0, -1))
+  instance = np.where(hits.box_index >= 0, hits.box_index + 1, np.where(hits.hit, 0, -1))
   return {
       'depth': depth,
       'normals': normals,
@@ -1071,8 +1095,9 @@ def cast_camera_frames(scene: scene_lib.Scene, intrinsics: np.ndarray,
   }
 
 
-def cast_camera_rays(scene: scene_lib.Scene, intrinsics: np.ndarray,
-                     time: float, uv: np.ndarray, grid_shape=None):
+def cast_camera_rays(
+    scene: scene_lib.Scene, intrinsics: np.ndarray, time: float, uv: np.ndarray, grid_shape=None
+):
   """`cast_camera_frames` for one frame: arrays of N rays, one [4, 4] pose."""
   out = cast_camera_frames(scene, intrinsics, [time], uv, grid_shape)
   out['world_from_camera'] = out['world_from_camera'][0]
@@ -1105,20 +1130,29 @@ def cast_lidar_frames(scene: scene_lib.Scene, times, accelerate: bool = True):
   dirs_w = np.matmul(dirs_v[None], poses[:, :3, :3].transpose(0, 2, 1))
   grid = (LIDAR_BEAMS, LIDAR_AZIMUTHS)
   rects = lidar_box_rects(scene, times) if accelerate else None
-  hits = cast_ray_batch(scene, times, origins_w, dirs_w, LIDAR_MAX_RANGE,
-                        grid if accelerate else None, rects,
-                        with_local_points=False)
+  hits = cast_ray_batch(
+      scene,
+      times,
+      origins_w,
+      dirs_w,
+      LIDAR_MAX_RANGE,
+      grid if accelerate else None,
+      rects,
+      with_local_points=False,
+  )
   valid = hits.hit.reshape(nt, -1)
   rng = np.where(hits.hit, hits.distance, 0.0).reshape(nt, -1, 1)
   xyz = origin_v + rng * dirs_v
   intensity = lidar_intensity(scene, hits, dirs_w.reshape(-1, 3))
   points = np.concatenate([xyz, intensity.reshape(nt, -1, 1)], axis=-1)
   points[~valid] = 0.0
-  track = np.where(hits.box_index >= 0,
-                   scene.box_track_ids[np.maximum(hits.box_index, 0)], -1)
-  return (points.astype(np.float32), valid,
-          np.where(hits.hit, hits.semantics, 0).astype(np.uint8).reshape(
-              nt, -1), track.astype(np.int32).reshape(nt, -1))
+  track = np.where(hits.box_index >= 0, scene.box_track_ids[np.maximum(hits.box_index, 0)], -1)
+  return (
+      points.astype(np.float32),
+      valid,
+      np.where(hits.hit, hits.semantics, 0).astype(np.uint8).reshape(nt, -1),
+      track.astype(np.int32).reshape(nt, -1),
+  )
 
 
 def cast_lidar(scene: scene_lib.Scene, time: float, accelerate: bool = True):
@@ -1126,11 +1160,16 @@ def cast_lidar(scene: scene_lib.Scene, time: float, accelerate: bool = True):
   return tuple(a[0] for a in cast_lidar_frames(scene, [time], accelerate))
 
 
-def render_example(scene: scene_lib.Scene, height: int, width: int,
-                   domain: str = 'real', num_frames: int = NUM_FRAMES,
-                   time_step: float = scene_lib.DEFAULT_TIME_STEP,
-                   hfov_degrees: float = DEFAULT_HFOV_DEGREES,
-                   with_lidar: bool = True):
+def render_example(
+    scene: scene_lib.Scene,
+    height: int,
+    width: int,
+    domain: str = 'real',
+    num_frames: int = NUM_FRAMES,
+    time_step: float = scene_lib.DEFAULT_TIME_STEP,
+    hfov_degrees: float = DEFAULT_HFOV_DEGREES,
+    with_lidar: bool = True,
+):
   """Renders a video of `num_frames` frames of a scene and all ground truth.
 
   Args:
@@ -1185,8 +1224,7 @@ def render_example(scene: scene_lib.Scene, height: int, width: int,
       'instance': np.zeros((num_frames, height, width), np.int32),
       'intrinsics': k.astype(np.float32),
       'egomotion': np.zeros((num_frames - 1, 4, 4), np.float32),
-      'object_motion': np.zeros((num_frames - 1, height, width, 3),
-                                np.float32),
+      'object_motion': np.zeros((num_frames - 1, height, width, 3), np.float32),
       'camera_to_vehicle': scene_lib.vehicle_from_camera().astype(np.float32),
       'lidar_points': np.zeros((num_frames, LIDAR_POINTS, 4), np.float32),
       'lidar_valid': np.zeros((num_frames, LIDAR_POINTS), bool),
@@ -1203,29 +1241,25 @@ def render_example(scene: scene_lib.Scene, height: int, width: int,
   geo = cast_camera_frames(scene, k, times, uv, (height, width))
   hits = geo['hits']
   poses = geo['world_from_camera']
-  out['depth'] = geo['depth'].reshape(num_frames, height, width,
-                                      1).astype(np.float32)
-  out['normals'] = geo['normals'].reshape(num_frames, height, width,
-                                          3).astype(np.float32)
-  out['semantics'] = hits.semantics.reshape(num_frames, height,
-                                            width).astype(np.uint8)
-  out['instance'] = geo['instance'].reshape(num_frames, height,
-                                            width).astype(np.int32)
+  out['depth'] = geo['depth'].reshape(num_frames, height, width, 1).astype(np.float32)
+  out['normals'] = geo['normals'].reshape(num_frames, height, width, 3).astype(np.float32)
+  out['semantics'] = hits.semantics.reshape(num_frames, height, width).astype(np.uint8)
+  out['instance'] = geo['instance'].reshape(num_frames, height, width).astype(np.int32)
   # Objects only translate, so a surface point moves by v * dt in the world;
   # expressed in camera i+1 axes that is R_{c_{i+1} w} v dt.
   on_box = hits.box_index >= 0
-  velocity = np.where(on_box[:, None],
-                      scene.box_velocities[np.maximum(hits.box_index, 0)],
-                      0.0).reshape(num_frames, hw, 3)
+  velocity = np.where(
+      on_box[:, None], scene.box_velocities[np.maximum(hits.box_index, 0)], 0.0
+  ).reshape(num_frames, hw, 3)
   for i in range(num_frames - 1):
     cam_next_from_world = np.linalg.inv(poses[i + 1])
     out['egomotion'][i] = cam_next_from_world @ poses[i]
     disp = velocity[i] * (times[i + 1] - times[i])
-    out['object_motion'][i] = (disp @ cam_next_from_world[:3, :3].T).reshape(
-        height, width, 3)
+    out['object_motion'][i] = (disp @ cam_next_from_world[:3, :3].T).reshape(height, width, 3)
   if with_lidar:
-    (out['lidar_points'], out['lidar_valid'], out['lidar_classes'],
-     out['lidar_track_ids']) = cast_lidar_frames(scene, times)
+    out['lidar_points'], out['lidar_valid'], out['lidar_classes'], out['lidar_track_ids'] = (
+        cast_lidar_frames(scene, times)
+    )
   for i, time in enumerate(times):
     boxes, classes, track_ids = scene_lib.object_boxes(scene, time)
     nb = boxes.shape[0]
@@ -1238,9 +1272,8 @@ def render_example(scene: scene_lib.Scene, height: int, width: int,
   ray_du = np.empty((num_frames * hw, 3))
   ray_dv = np.empty((num_frames * hw, 3))
   for i in range(num_frames):
-    ray_du[i * hw:(i + 1) * hw] = poses[i, :3, 0] / k[0, 0]
-    ray_dv[i * hw:(i + 1) * hw] = poses[i, :3, 1] / k[1, 1]
-  rgb = shade(scene, domain, hits, geo['dirs_world'], geo['depth'], ray_du,
-              ray_dv)
+    ray_du[i * hw : (i + 1) * hw] = poses[i, :3, 0] / k[0, 0]
+    ray_dv[i * hw : (i + 1) * hw] = poses[i, :3, 1] / k[1, 1]
+  rgb = shade(scene, domain, hits, geo['dirs_world'], geo['depth'], ray_du, ray_dv)
   out['image'] = _sensor(rgb, (num_frames, height, width), domain, noise_rng)
   return out

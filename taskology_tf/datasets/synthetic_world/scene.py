@@ -136,17 +136,14 @@ def _buildings(rng, sidewalk_outer):
     length = rng.uniform(8.0, 30.0, n)
     depth = rng.uniform(8.0, 20.0, n)
     height = rng.uniform(6.0, 35.0, n)
-    setback = np.where(rng.uniform(size=n) < 0.4, rng.uniform(0.0, 2.5, n),
-                       0.0)
+    setback = np.where(rng.uniform(size=n) < 0.4, rng.uniform(0.0, 2.5, n), 0.0)
     # Mostly terraced houses, sometimes a gap or a side street.
     gap = np.where(rng.uniform(size=n) < 0.3, rng.uniform(2.0, 14.0, n), 0.0)
-    start = -80.0 + rng.uniform(0.0, 10.0) + np.concatenate(
-        [[0.0], np.cumsum(length + gap)[:-1]])
+    start = -80.0 + rng.uniform(0.0, 10.0) + np.concatenate([[0.0], np.cumsum(length + gap)[:-1]])
     # Cover what the camera (200 m ahead) and the lidar (60 m around) see.
     keep = start < 230.0
     y_center = side * (sidewalk_outer + setback + depth / 2)
-    centers.append(np.stack([start + length / 2, y_center, height / 2],
-                            axis=1)[keep])
+    centers.append(np.stack([start + length / 2, y_center, height / 2], axis=1)[keep])
     sizes.append(np.stack([length, depth, height], axis=1)[keep])
   return np.concatenate(centers), np.concatenate(sizes)
 
@@ -188,8 +185,7 @@ def _cars(rng, lane_width, lanes, has_parking, ego_lane_y):
     width = rng.uniform(1.7, 2.0)
     height = rng.uniform(1.4, 1.75)
     velocity = (speed * np.cos(heading), speed * np.sin(heading), 0.0)
-    cars.append(((x, y, height / 2), (length, width, height), heading,
-                 velocity))
+    cars.append(((x, y, height / 2), (length, width, height), heading, velocity))
   return cars
 
 
@@ -218,20 +214,29 @@ def _pedestrians(rng, road_half_width, sidewalk_outer):
   return peds
 
 
-_FACADE_PALETTE = np.array([
-    (0.55, 0.27, 0.20),  # red brick
-    (0.72, 0.62, 0.46),  # sandstone
-    (0.60, 0.60, 0.57),  # concrete
-    (0.80, 0.76, 0.66),  # render
-    (0.45, 0.38, 0.33),  # dark brick
-    (0.62, 0.70, 0.72),  # painted blue-grey
-    (0.78, 0.58, 0.42),  # ochre
-])
-_CAR_PALETTE = np.array([
-    (0.75, 0.10, 0.08), (0.10, 0.20, 0.60), (0.90, 0.90, 0.88),
-    (0.08, 0.08, 0.09), (0.62, 0.63, 0.65), (0.15, 0.40, 0.20),
-    (0.85, 0.65, 0.10), (0.35, 0.35, 0.38),
-])
+_FACADE_PALETTE = np.array(
+    [
+        (0.55, 0.27, 0.20),  # red brick
+        (0.72, 0.62, 0.46),  # sandstone
+        (0.60, 0.60, 0.57),  # concrete
+        (0.80, 0.76, 0.66),  # render
+        (0.45, 0.38, 0.33),  # dark brick
+        (0.62, 0.70, 0.72),  # painted blue-grey
+        (0.78, 0.58, 0.42),  # ochre
+    ]
+)
+_CAR_PALETTE = np.array(
+    [
+        (0.75, 0.10, 0.08),
+        (0.10, 0.20, 0.60),
+        (0.90, 0.90, 0.88),
+        (0.08, 0.08, 0.09),
+        (0.62, 0.63, 0.65),
+        (0.15, 0.40, 0.20),
+        (0.85, 0.65, 0.10),
+        (0.35, 0.35, 0.38),
+    ]
+)
 
 
 def generate_scene(seed: int) -> Scene:
@@ -276,30 +281,32 @@ def generate_scene(seed: int) -> Scene:
   else:
     o_centers = o_sizes = o_velocities = np.zeros((0, 3))
     o_headings = np.zeros((0,))
-  classes = np.array([BUILDING] * num_buildings + [CAR] * num_cars +
-                     [PEDESTRIAN] * (num_objects - num_cars), dtype=np.int32)
-  track_ids = np.concatenate([
-      -np.ones(num_buildings, np.int32),
-      np.arange(num_objects, dtype=np.int32)
-  ])
+  classes = np.array(
+      [BUILDING] * num_buildings + [CAR] * num_cars + [PEDESTRIAN] * (num_objects - num_cars),
+      dtype=np.int32,
+  )
+  track_ids = np.concatenate(
+      [-np.ones(num_buildings, np.int32), np.arange(num_objects, dtype=np.int32)]
+  )
 
   # Appearance (own random stream).
   m = num_buildings + num_objects
   colors = np.zeros((m, 2, 3))
   facade = np.zeros((m, 4))
-  base = _FACADE_PALETTE[look.integers(len(_FACADE_PALETTE),
-                                       size=num_buildings)]
-  colors[:num_buildings, 0] = np.clip(
-      base * look.uniform(0.85, 1.15, (num_buildings, 3)), 0, 1)
-  colors[:num_buildings, 1] = np.clip(
-      base * look.uniform(0.6, 1.3, (num_buildings, 1)), 0, 1)
+  base = _FACADE_PALETTE[look.integers(len(_FACADE_PALETTE), size=num_buildings)]
+  colors[:num_buildings, 0] = np.clip(base * look.uniform(0.85, 1.15, (num_buildings, 3)), 0, 1)
+  colors[:num_buildings, 1] = np.clip(base * look.uniform(0.6, 1.3, (num_buildings, 1)), 0, 1)
   floor = look.uniform(2.9, 3.6, num_buildings)
   spacing = look.uniform(2.0, 3.6, num_buildings)
-  facade[:num_buildings] = np.stack([
-      floor, spacing,
-      look.uniform(0.35, 0.6, num_buildings) * spacing,
-      look.uniform(0.4, 0.6, num_buildings) * floor
-  ], axis=1)
+  facade[:num_buildings] = np.stack(
+      [
+          floor,
+          spacing,
+          look.uniform(0.35, 0.6, num_buildings) * spacing,
+          look.uniform(0.4, 0.6, num_buildings) * floor,
+      ],
+      axis=1,
+  )
   for k in range(num_objects):
     i = num_buildings + k
     if classes[i] == CAR:
@@ -310,14 +317,11 @@ def generate_scene(seed: int) -> Scene:
       colors[i, 1] = look.uniform(0.05, 0.5) * look.uniform(0.7, 1.0, 3)
   elevation = look.uniform(np.radians(25), np.radians(70))
   azimuth = look.uniform(-np.pi, np.pi)
-  sun_direction = np.array([
-      np.cos(elevation) * np.cos(azimuth),
-      np.cos(elevation) * np.sin(azimuth),
-      np.sin(elevation)
-  ])
+  sun_direction = np.array(
+      [np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)]
+  )
   warmth = look.uniform(0.0, 0.15)
-  sun_color = np.array([1.0, 0.95 - warmth / 2, 0.88 - warmth]) * look.uniform(
-      0.65, 0.8)
+  sun_color = np.array([1.0, 0.95 - warmth / 2, 0.88 - warmth]) * look.uniform(0.65, 0.8)
   ambient_color = np.array([0.36, 0.40, 0.48]) * look.uniform(0.8, 1.1)
 
   return Scene(
@@ -330,8 +334,7 @@ def generate_scene(seed: int) -> Scene:
       box_centers=np.concatenate([b_centers, o_centers]),
       box_sizes=np.concatenate([b_sizes, o_sizes]),
       box_headings=np.concatenate([np.zeros(num_buildings), o_headings]),
-      box_velocities=np.concatenate([np.zeros((num_buildings, 3)),
-                                     o_velocities]),
+      box_velocities=np.concatenate([np.zeros((num_buildings, 3)), o_velocities]),
       box_classes=classes,
       box_track_ids=track_ids,
       box_colors=colors,
@@ -432,12 +435,10 @@ def object_boxes(scene: Scene, time: float):
   idx = scene.object_indices
   vehicle_from_world = np.linalg.inv(world_from_vehicle(scene, time))
   centers_w = box_centers_at(scene, time)[idx]
-  centers_v = centers_w @ vehicle_from_world[:3, :3].T + vehicle_from_world[:3,
-                                                                            3]
+  centers_v = centers_w @ vehicle_from_world[:3, :3].T + vehicle_from_world[:3, 3]
   _, psi = ego_state(scene, time)
   headings = wrap_angle(scene.box_headings[idx] - psi)
-  boxes = np.concatenate(
-      [centers_v, scene.box_sizes[idx], headings[:, None]], axis=1)
+  boxes = np.concatenate([centers_v, scene.box_sizes[idx], headings[:, None]], axis=1)
   return boxes, scene.box_classes[idx], scene.box_track_ids[idx]
 
 
@@ -456,6 +457,7 @@ def example_seed(base_seed: int, split_index: int, index: int) -> int:
   Returns:
     A non-negative int below 2^63 (fits int64).
   """
-  state = np.random.SeedSequence([int(base_seed), int(split_index),
-                                  int(index)]).generate_state(2, np.uint32)
+  state = np.random.SeedSequence([int(base_seed), int(split_index), int(index)]).generate_state(
+      2, np.uint32
+  )
   return (int(state[0]) << 31) | (int(state[1]) >> 1)
