@@ -19,11 +19,16 @@ import tf_keras as keras
 
 import gin
 from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
+from taskology_tf.consistency.dfv import DfvConsistency
+from taskology_tf.consistency.dfv import DfvDepthSmoothness
+from taskology_tf.consistency.dfv import DfvMotionSmoothness
 from taskology_tf.consistency.photometric import PhotometricConsistency
 from taskology_tf.consistency.segmentation_warp import SegmentationWarpConsistency
 from taskology_tf.consistency.smoothness import DepthSmoothness
 from taskology_tf.inputs import pipelines
 from taskology_tf.tasks.depth import DepthTask
+from taskology_tf.tasks.dfv_depth import DfvDepthTask
+from taskology_tf.tasks.dfv_motion import DfvMotionTask
 from taskology_tf.tasks.egomotion import EgomotionTask
 from taskology_tf.tasks.normals import NormalsTask
 from taskology_tf.tasks.segmentation import SegmentationTask
@@ -55,6 +60,11 @@ for _cls, _module in (
     (tf.distribute.OneDeviceStrategy, 'tf.distribute'),
     (tf.distribute.MirroredStrategy, 'tf.distribute'),
     (tf.distribute.MultiWorkerMirroredStrategy, 'tf.distribute'),
+    (DfvDepthTask, 'taskology_tf.tasks'),
+    (DfvMotionTask, 'taskology_tf.tasks'),
+    (DfvConsistency, 'taskology_tf.consistency'),
+    (DfvDepthSmoothness, 'taskology_tf.consistency'),
+    (DfvMotionSmoothness, 'taskology_tf.consistency'),
 ):
   gin.external_configurable(_cls, module=_module)
 

@@ -1,0 +1,634 @@
+"""The losses of Depth from Videos in the Wild (Gordon et al., ICCV 2019), as relations.
+
+Each published term is its own function, written after the reference's consistency_losses.py,
+model.py and transform_depth_map.py (google-research/depth_from_video_in_the_wild):
+
+- `transform_depth_map`: frame 1's depth moved into frame 2 by a rotation and a per-pixel
+  translation field, p2 z2 = K R K^-1 z1 p1 + K t(p1) (Eq. 1 of Gordon et al. with the
+  translation field of Eq. 2, t = T + m * delta_t).
+- `rgbd_consistency_loss`: occlusion-aware RGB and depth consistency (only where the moved
+  frame-1 depth is closer to the camera than frame 2's resampled depth) and the
+  depth-proximity-weighted SSIM (c1 = inf, c2 = 9e-6).
+- `motion_field_consistency_loss`: rotation and translation cycle consistency, normalised by the
+  motions' magnitudes.
+- `edge_aware_smoothness`: smoothness of mean-normalised disparity, weighted by image edges.
+- `motion_field_smoothness`: L1-L2 smoothness of the (normalised) translation field, with
+  wrap-around differences.
+- `movable_mask_from_labels` / `movable_mask_from_logits` / `dilate_mask`: Eq. 2's m(i, j), the
+  mask of pixels that may move on their own, dilated by 8 pixels as published.
+
+Relations (see consistency/base.py): `DfvConsistency` (depth + motion [+ segmentation]: RGB,
+SSIM, depth consistency and both cycle terms, one warp per direction), and the one-task
+regularisers `DfvDepthSmoothness` (depth) and `DfvMotionSmoothness` (motion [+ segmentation]).
+The published weights are the constructor defaults (RGB 0.85, SSIM 3.0, depth consistency
+0.01, rotation cycle 1e-3, translation cycle 1e-2) and, for the regularisers, the relation
+weights of the gin files (smoothness 0.01, motion smoothing 1e-3).
+
+Sums, as in the reference: its loss for a triplet adds each term over the 2 pairs and both
+directions (and the depth smoothness over the 3 frames), each term being a batch mean. The
+relations here take means over the pairs (frames) folded into the batch and multiply by the
+number of pairs (frames), which is the same sum for every clip length.
+
+Motion conventions (the DfV motion task's outputs, per pair (t, t+1), [B, T-1, ...]):
+'rotation', 'translation' (axis-angle radians / metres of cam_{t+1}_from_cam_t), the
+'residual_translation' field [B, T-1, H, W, 3] (metres, camera t+1's frame, frame-t pixels), the
+same three for the reverse frame order with suffix '_backward' (cam_t_from_cam_{t+1}, frame t+1
+pixels), and optionally learned 'intrinsics' [B, T-1, 3, 3].
+"""
+
+from typing import Dict, Mapping, Optional, Sequence, Tuple
+
+import tensorflow as tf
+
+from taskology_tf.consistency import base
+from taskology_tf.geometry import transforms
+from taskology_tf.geometry import warp
+
+# Reference defaults (model.py / train.py of depth_from_video_in_the_wild).
+RGB_WEIGHT = 0.85
+SSIM_WEIGHT = 3.0
+DEPTH_CONSISTENCY_WEIGHT = 0.01
+SMOOTHNESS_WEIGHT = 0.01
+MOTION_SMOOTHING_WEIGHT = 1e-3
+ROTATION_CYCLE_WEIGHT = 1e-3
+TRANSLATION_CYCLE_WEIGHT = 1e-2
+FOREGROUND_DILATION = 8
+SSIM_C1 = float('inf')
+SSIM_C2 = 9e-6
+
+
+# ------------------------------------------------------------------------------------------------
+# Movable mask (Eq. 2's m(i, j)).
+
+
+def movable_mask_from_labels(labels: tf.Tensor, movable_classes: Sequence[int]) -> tf.Tensor:
+  """1 where a pixel's class can move on its own.
+
+  Args:
+    labels: [N, H, W] or [N, H, W, 1] integer class ids (the project's class set).
+    movable_classes: class ids that can move (e.g. the synthetic world's car, pedestrian).
+
+  Returns:
+    [N, H, W, 1] float32 in {0, 1}.
+  """
+  if not movable_classes:
+    raise ValueError('movable_mask_from_labels: movable_classes is empty')
+  labels = tf.convert_to_tensor(labels)
+  if labels.shape.rank == 3:
+    labels = labels[..., tf.newaxis]
+  labels = tf.cast(labels, tf.int32)
+  mask = tf.zeros_like(labels, tf.bool)
+  for c in movable_classes:
+    mask = tf.logical_or(mask, tf.equal(labels, int(c)))
+  return tf.cast(mask, tf.float32)
+
+
+def movable_mask_from_logits(logits: tf.Tensor, movable_classes: Sequence[int]) -> tf.Tensor:
+  """The movable mask of a segmentation prediction: its arg-max class is movable.
+
+  Args:
+    logits: [N, H, W, C] float32 class logits.
+    movable_classes: class ids that can move.
+
+  Returns:
+    [N, H, W, 1] float32 in {0, 1} (no gradient: a hard mask, as the reference's masks are).
+  """
+  return movable_mask_from_labels(tf.argmax(logits, axis=-1, output_type=tf.int32), movable_classes)
+
+
+def dilate_mask(mask: tf.Tensor, pixels: int = FOREGROUND_DILATION) -> tf.Tensor:
+  """Dilates a {0, 1} mask by `pixels`: a (2 pixels + 1)^2 max pool, as the reference does.
+
+  Args:
+    mask: [N, H, W, 1] float32 in {0, 1}.
+    pixels: dilation radius (8 in the reference).
+
+  Returns:
+    [N, H, W, 1] float32 in {0, 1}.
+  """
+  if pixels <= 0:
+    return mask
+  size = 2 * pixels + 1
+  return tf.nn.max_pool2d(mask, ksize=size, strides=1, padding='SAME')
+
+
+def translation_field(
+    translation: tf.Tensor, residual: tf.Tensor, mask: Optional[tf.Tensor]
+) -> tf.Tensor:
+  """Eq. 2: per-pixel translation T + m(i, j) * residual(i, j).
+
+  Args:
+    translation: [N, 3] float32, metres: background translation.
+    residual: [N, H, W, 3] float32, metres: residual translation field.
+    mask: [N, H, W, 1] float32 in {0, 1} (already dilated), or None for the whole frame.
+
+  Returns:
+    [N, H, W, 3] float32, metres.
+  """
+  residual = tf.convert_to_tensor(residual, tf.float32)
+  if mask is not None:
+    residual = residual * mask
+  return tf.convert_to_tensor(translation, tf.float32)[:, tf.newaxis, tf.newaxis, :] + residual
+
+
+# ------------------------------------------------------------------------------------------------
+# Warping a depth map.
+
+
+def transform_depth_map(
+    depth: tf.Tensor, rotation: tf.Tensor, translation: tf.Tensor, intrinsics: tf.Tensor
+) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """Moves frame 1's depth into frame 2: p2 z2 = K R K^-1 z1 p1 + K t(p1).
+
+  The moved map lives on an irregular grid: pixel (i, j) of frame 1 lands at `pixels[i, j]` in
+  frame 2 with depth `depth2[i, j]`. As in the reference (transform_depth_map.py), positions
+  are clamped into the image (so later resampling replicates the border) and marked invalid
+  when they leave [0, W - 1] x [0, H - 1] (with geometry.warp's 1e-3 px tolerance), are not
+  finite, or lie behind the camera.
+
+  Args:
+    depth: [N, H, W, 1] float32, metres: frame 1's depth.
+    rotation: [N, 3, 3] float32: rotation of cam2_from_cam1.
+    translation: [N, H, W, 3] float32, metres: per-pixel translation (frame-1 pixels, camera 2).
+    intrinsics: [N, 3, 3] float32, pixels.
+
+  Returns:
+    pixels: [N, H, W, 2] float32 (u, v) in frame 2, clamped into the image.
+    depth2: [N, H, W, 1] float32, metres: z of each moved point in camera 2.
+    valid: [N, H, W, 1] float32 in {0, 1}.
+  """
+  zeros = tf.zeros_like(translation[:, 0, 0, :])
+  pixels, depth2 = warp.warp_pixels(depth, intrinsics, rotation, zeros, translation)
+  shape = tf.shape(depth)
+  w_max = tf.cast(shape[2] - 1, tf.float32)
+  h_max = tf.cast(shape[1] - 1, tf.float32)
+  u, v = pixels[..., 0], pixels[..., 1]
+  tol = 1e-3
+  finite = tf.logical_and(tf.math.is_finite(u), tf.math.is_finite(v))
+  inside = tf.logical_and(
+      tf.logical_and(u >= -tol, u <= w_max + tol), tf.logical_and(v >= -tol, v <= h_max + tol)
+  )
+  valid = tf.logical_and(tf.logical_and(finite, inside), depth2[..., 0] > 0.0)
+  u = tf.clip_by_value(tf.where(finite, u, tf.zeros_like(u)), 0.0, w_max)
+  v = tf.clip_by_value(tf.where(finite, v, tf.zeros_like(v)), 0.0, h_max)
+  return tf.stack([u, v], axis=-1), depth2, tf.cast(valid, tf.float32)[..., tf.newaxis]
+
+
+def _resample(image, pixels):
+  """Bilinear samples at in-image (clamped) positions: [N, H, W, C]."""
+  sampled, _ = warp.bilinear_sample(image, pixels)
+  return sampled
+
+
+# ------------------------------------------------------------------------------------------------
+# Photometric and depth consistency.
+
+
+def _avg_pool3x3(x):
+  return tf.nn.avg_pool2d(x, ksize=3, strides=1, padding='VALID')
+
+
+def weighted_ssim(
+    x: tf.Tensor,
+    y: tf.Tensor,
+    weight: tf.Tensor,
+    c1: float = SSIM_C1,
+    c2: float = SSIM_C2,
+    weight_epsilon: float = 0.01,
+) -> Tuple[tf.Tensor, tf.Tensor]:
+  """SSIM whose 3x3 window moments are weighted per pixel (the reference's weighted_ssim).
+
+  mu_x = avgpool(x (w + eps)) / (avgpool(w) + eps), likewise the second moments; with
+  c1 = inf the luminance factor is 1 and SSIM = (2 sigma_xy + c2) / (sigma_x + sigma_y + c2);
+  with c2 = inf only the luminance factor remains.
+
+  Args:
+    x: [N, H, W, C] float32 image.
+    y: [N, H, W, C] float32 image.
+    weight: [N, H, W, 1] float32 >= 0: each pixel's weight in the moments.
+    c1: luminance regulariser (inf: no luminance term, the published choice).
+    c2: contrast-structure regulariser (9e-6 published).
+    weight_epsilon: regularises the division by the pooled weight.
+
+  Returns:
+    loss: [N, H - 2, W - 2, C] float32, clip((1 - SSIM) / 2, 0, 1).
+    pooled_weight: [N, H - 2, W - 2, 1] float32, the 3x3 mean of `weight` (how much each
+      output pixel should count).
+  """
+  if c1 == float('inf') and c2 == float('inf'):
+    raise ValueError('weighted_ssim: c1 and c2 both infinite make SSIM identically 1')
+  pooled_weight = _avg_pool3x3(weight)
+  weight_plus_epsilon = weight + weight_epsilon
+  inverse_pooled = 1.0 / (pooled_weight + weight_epsilon)
+
+  def weighted_avg(z):
+    return _avg_pool3x3(z * weight_plus_epsilon) * inverse_pooled
+
+  mu_x = weighted_avg(x)
+  mu_y = weighted_avg(y)
+  sigma_x = weighted_avg(x * x) - mu_x * mu_x
+  sigma_y = weighted_avg(y * y) - mu_y * mu_y
+  sigma_xy = weighted_avg(x * y) - mu_x * mu_y
+  if c1 == float('inf'):
+    numerator = 2.0 * sigma_xy + c2
+    denominator = sigma_x + sigma_y + c2
+  elif c2 == float('inf'):
+    numerator = 2.0 * mu_x * mu_y + c1
+    denominator = mu_x * mu_x + mu_y * mu_y + c1
+  else:
+    numerator = (2.0 * mu_x * mu_y + c1) * (2.0 * sigma_xy + c2)
+    denominator = (mu_x * mu_x + mu_y * mu_y + c1) * (sigma_x + sigma_y + c2)
+  return tf.clip_by_value((1.0 - numerator / denominator) / 2.0, 0.0, 1.0), pooled_weight
+
+
+def rgbd_consistency_loss(
+    pixels: tf.Tensor,
+    frame1_moved_depth: tf.Tensor,
+    valid: tf.Tensor,
+    frame1_rgb: tf.Tensor,
+    frame2_depth: tf.Tensor,
+    frame2_rgb: tf.Tensor,
+) -> Dict[str, tf.Tensor]:
+  """Occlusion-aware RGB, depth and depth-weighted SSIM consistency (one direction).
+
+  Frame 2's depth and RGB are resampled where frame 1's pixels landed. Only pixels where the
+  moved frame-1 point is closer to the camera than frame 2's surface there
+  (`frame1_closer_to_camera`) count in the RGB and depth terms: a point that lands behind
+  frame 2's surface is occluded in frame 2 and cannot be compared (the other direction
+  handles it). The SSIM moments are weighted by a depth proximity weight
+  w = s / (dz^2 + s) (s: the mean squared depth difference over the closer pixels + 1e-4),
+  held constant, so structure is only demanded of surfaces that coincide in 3D.
+
+  Args:
+    pixels: [N, H, W, 2] float32: where frame 1's pixels land in frame 2 (clamped).
+    frame1_moved_depth: [N, H, W, 1] float32, metres: their depth in camera 2.
+    valid: [N, H, W, 1] float32 {0, 1}: the landing position is inside frame 2.
+    frame1_rgb: [N, H, W, 3] float32 in [0, 1].
+    frame2_depth: [N, H, W, 1] float32, metres.
+    frame2_rgb: [N, H, W, 3] float32 in [0, 1].
+
+  Returns:
+    {'depth_error', 'rgb_error', 'ssim_error'} scalars (means over all pixels, masked pixels
+    counting 0, as published), 'depth_proximity_weight' [N, H, W, 1] and
+    'frame1_closer_to_camera' [N, H, W, 1].
+  """
+  depth2 = _resample(frame2_depth, pixels)
+  rgb2 = _resample(frame2_rgb, pixels)
+  closer = valid * tf.cast(frame1_moved_depth < depth2, tf.float32)
+  difference = depth2 - frame1_moved_depth
+  depth_error = tf.reduce_mean(tf.abs(difference) * closer)
+  rgb_error = tf.reduce_mean(tf.abs(rgb2 - frame1_rgb) * closer)
+  second_moment = (
+      tf.reduce_sum(tf.square(difference) * closer, axis=[1, 2], keepdims=True)
+      / (tf.reduce_sum(closer, axis=[1, 2], keepdims=True) + 1.0)
+      + 1e-4
+  )
+  proximity = second_moment / (tf.square(difference) + second_moment) * valid
+  # Held constant, as published: otherwise the network can push depths apart instead of
+  # seeking photometric consistency, and training does not start.
+  proximity = tf.stop_gradient(proximity)
+  ssim, pooled_weight = weighted_ssim(rgb2, frame1_rgb, proximity, c1=SSIM_C1, c2=SSIM_C2)
+  ssim_error = tf.reduce_mean(ssim * pooled_weight)
+  return {
+      'depth_error': depth_error,
+      'rgb_error': rgb_error,
+      'ssim_error': ssim_error,
+      'depth_proximity_weight': proximity,
+      'frame1_closer_to_camera': closer,
+  }
+
+
+def motion_field_consistency_loss(
+    pixels: tf.Tensor,
+    mask: tf.Tensor,
+    rotation1: tf.Tensor,
+    translation1: tf.Tensor,
+    rotation2: tf.Tensor,
+    translation2: tf.Tensor,
+) -> Dict[str, tf.Tensor]:
+  """Cycle consistency of the forward and backward motion, normalised by their magnitudes.
+
+  Moving a frame-1 point by (R1, t1(p)) and then by frame 2's (R2, t2) at the pixel p' where it
+  landed must give it back: R2 R1 = I and R2 t1(p) + t2(p') = 0. Both errors are divided by the
+  motions' own magnitudes, so the loss cannot be lowered by shrinking the motions:
+
+    rotation_error = mean |R2 R1 - I|^2 / (|R1 - I|^2 + |R2 - I|^2)   (means over matrix entries)
+    translation_error = mean mask |R2 t1 + t2(p')|^2 / (|t1|^2 + |t2|^2).
+
+  (As in the reference, the denominator's t2 is frame 2's field at the same pixel index p,
+  the resampled t2(p') only enters the numerator, and the sample positions carry no gradient.)
+
+  Args:
+    pixels: [N, H, W, 2] float32: where frame 1's pixels land in frame 2.
+    mask: [N, H, W, 1] float32: weight per frame-1 pixel (frame1_closer_to_camera).
+    rotation1: [N, 3, 3] float32: cam2_from_cam1 rotation.
+    translation1: [N, H, W, 3] float32, metres: cam2_from_cam1 translation field (frame-1 pixels).
+    rotation2: [N, 3, 3] float32: cam1_from_cam2 rotation.
+    translation2: [N, H, W, 3] float32, metres: cam1_from_cam2 field (frame-2 pixels).
+
+  Returns:
+    {'rotation_error', 'translation_error'} float32 scalars.
+  """
+  translation2_resampled = _resample(translation2, tf.stop_gradient(pixels))
+  eye = tf.eye(3, dtype=tf.float32)
+  rotation_unit = tf.linalg.matmul(rotation2, rotation1)
+  rotation_error = tf.reduce_mean(tf.square(rotation_unit - eye), axis=[-2, -1])
+  scale1 = tf.reduce_mean(tf.square(rotation1 - eye), axis=[-2, -1])
+  scale2 = tf.reduce_mean(tf.square(rotation2 - eye), axis=[-2, -1])
+  rotation_error = tf.reduce_mean(rotation_error / (1e-24 + scale1 + scale2))
+  translation_zero = (
+      tf.linalg.matvec(rotation2[:, tf.newaxis, tf.newaxis], translation1) + translation2_resampled
+  )
+
+  def norm(x):
+    return tf.reduce_sum(tf.square(x), axis=-1)
+
+  translation_error = tf.reduce_mean(
+      mask[..., 0] * norm(translation_zero) / (1e-24 + norm(translation1) + norm(translation2))
+  )
+  return {'rotation_error': rotation_error, 'translation_error': translation_error}
+
+
+# ------------------------------------------------------------------------------------------------
+# Regularisers.
+
+
+def edge_aware_smoothness(disparity: tf.Tensor, image: tf.Tensor) -> tf.Tensor:
+  """mean |dx d| exp(-mean_c |dx I|) + mean |dy d| exp(-mean_c |dy I|) (_depth_smoothness).
+
+  Args:
+    disparity: [N, H, W, 1] float32 (the reference passes disparity / its per-image mean).
+    image: [N, H, W, 3] float32 in [0, 1].
+
+  Returns:
+    Scalar float32.
+  """
+  dx = disparity[:, :, :-1] - disparity[:, :, 1:]
+  dy = disparity[:, :-1] - disparity[:, 1:]
+  weight_x = tf.exp(-tf.reduce_mean(tf.abs(image[:, :, :-1] - image[:, :, 1:]), -1, keepdims=True))
+  weight_y = tf.exp(-tf.reduce_mean(tf.abs(image[:, :-1] - image[:, 1:]), -1, keepdims=True))
+  return tf.reduce_mean(tf.abs(dx * weight_x)) + tf.reduce_mean(tf.abs(dy * weight_y))
+
+
+def mean_normalized_disparity(depth: tf.Tensor) -> tf.Tensor:
+  """1 / depth divided by its per-image mean: [N, H, W, 1] -> [N, H, W, 1] (scale-free)."""
+  disparity = 1.0 / tf.maximum(depth, 1e-12)
+  return disparity / tf.reduce_mean(disparity, axis=[1, 2, 3], keepdims=True)
+
+
+def motion_field_smoothness(field: tf.Tensor) -> tf.Tensor:
+  """L1-L2 smoothness of a translation field normalised by its RMS (_smoothness).
+
+  The field is divided by sqrt(3 mean(field^2) + 1e-12) per example (scale-free), then
+  mean sqrt(1e-24 + dx^2 + dy^2) with differences taken cyclically (tf.roll) so continuity is
+  also imposed across the image border: gradients of the translation field are otherwise
+  ambiguous with rotation, and this pushes them into the rotation.
+
+  Args:
+    field: [N, H, W, 3] float32, metres.
+
+  Returns:
+    Scalar float32 (1e-12 for a constant field).
+  """
+  norm = tf.reduce_mean(tf.square(field), axis=[1, 2, 3], keepdims=True) * 3.0
+  field = field / tf.sqrt(norm + 1e-12)
+  dx = field - tf.roll(field, 1, axis=1)
+  dy = field - tf.roll(field, 1, axis=2)
+  return tf.reduce_mean(tf.sqrt(1e-24 + tf.square(dx) + tf.square(dy)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Relations.
+
+
+def _fold_pairs(x):
+  return base.fold_time(tf.convert_to_tensor(x, tf.float32))
+
+
+class _MovableMaskMixin:
+  """The movable mask of each frame: from a segmentation task, from dataset labels, or none."""
+
+  def _init_mask(self, segmentation_task, label_key, movable_classes, foreground_dilation):
+    if segmentation_task and label_key:
+      raise ValueError(
+          f'{type(self).__name__}: give segmentation_task or label_key for the movable mask, '
+          f'not both (got {segmentation_task!r} and {label_key!r})'
+      )
+    if (segmentation_task or label_key) and not movable_classes:
+      raise ValueError(
+          f'{type(self).__name__}: a movable mask from {segmentation_task or label_key!r} needs '
+          'movable_classes (the synthetic world: (3, 4), car and pedestrian)'
+      )
+    self.segmentation_task = segmentation_task
+    self.label_key = label_key
+    self.movable_classes = tuple(int(c) for c in movable_classes)
+    self.foreground_dilation = int(foreground_dilation)
+
+  @property
+  def mask_source(self) -> str:
+    """Where the movable mask comes from: 'segmentation:<task>', 'labels:<key>' or 'none'."""
+    if self.segmentation_task:
+      return f'segmentation:{self.segmentation_task}'
+    if self.label_key:
+      return f'labels:{self.label_key}'
+    return 'none'
+
+  def _frame_masks(self, predictions, batch) -> Optional[tf.Tensor]:
+    """[B, T, H, W, 1] dilated movable masks, or None (the residual field acts everywhere)."""
+    if self.segmentation_task:
+      logits = tf.convert_to_tensor(predictions[self.segmentation_task]['logits'], tf.float32)
+      shape = tf.shape(logits)
+      mask = movable_mask_from_logits(base.fold_time(logits), self.movable_classes)
+    elif self.label_key:
+      if self.label_key not in batch:
+        raise KeyError(
+            f'{type(self).__name__}({self.name!r}): label_key={self.label_key!r} but the mediator '
+            f'batch has only {sorted(batch)}; the mediator pipeline must carry the per-frame '
+            'labels [B, T, H, W] for a label mask'
+        )
+      labels = tf.convert_to_tensor(batch[self.label_key])
+      shape = tf.shape(labels)
+      mask = movable_mask_from_labels(base.fold_time(labels), self.movable_classes)
+    else:
+      return None
+    mask = dilate_mask(mask, self.foreground_dilation)
+    return tf.reshape(mask, tf.concat([shape[:2], tf.shape(mask)[1:]], axis=0))
+
+  def _fields(self, motion, masks):
+    """Folded per-pixel translation fields (forward on frame-t, backward on frame-t+1 pixels)."""
+    fwd_mask = bwd_mask = None
+    if masks is not None:
+      fwd_mask = _fold_pairs(masks[:, :-1])
+      bwd_mask = _fold_pairs(masks[:, 1:])
+    forward = translation_field(
+        _fold_pairs(motion['translation']), _fold_pairs(motion['residual_translation']), fwd_mask
+    )
+    backward = translation_field(
+        _fold_pairs(motion['translation_backward']),
+        _fold_pairs(motion['residual_translation_backward']),
+        bwd_mask,
+    )
+    return forward, backward
+
+
+class DfvConsistency(base.Relation, _MovableMaskMixin):
+  """The DfVitW photometric, depth and motion-cycle consistency of consecutive frames.
+
+  Reads predictions[depth_task]['depth'] [B, T, H, W, 1] (metres), the DfV motion task's
+  outputs (module docstring) and, for the movable mask, predictions[segmentation_task]['logits']
+  [B, T, H, W, C] or batch[label_key] [B, T, H, W]. For every pair and direction (frame 1 ->
+  frame 2 with the forward motion, then frame 2 -> frame 1 with the backward motion):
+
+    rgb_weight * rgb_error + ssim_weight * 0.5 * ssim_error
+      + depth_consistency_weight * depth_error
+      + rotation_cycle_weight * rotation_error + translation_cycle_weight * translation_error,
+
+  summed over pairs and directions (module docstring). Intrinsics: batch['intrinsics'], or the
+  motion task's learned 'intrinsics' averaged over both frame orders (learned_intrinsics=True).
+
+  Args:
+    depth_task: task predicting 'depth'.
+    motion_task: the DfV motion task.
+    segmentation_task: task predicting 'logits' whose arg-max gives the movable mask (None: no
+      segmentation mask).
+    label_key: mediator batch key of per-frame class ids for the movable mask (None: none).
+    movable_classes: class ids that can move (needed with either mask source).
+    foreground_dilation: mask dilation in pixels (8).
+    learned_intrinsics: use the motion task's 'intrinsics' instead of batch['intrinsics'].
+    rgb_weight, ssim_weight, depth_consistency_weight, rotation_cycle_weight,
+      translation_cycle_weight: the published weights.
+    name: relation name.
+  """
+
+  def __init__(
+      self,
+      depth_task: str = 'depth',
+      motion_task: str = 'motion',
+      segmentation_task: Optional[str] = None,
+      label_key: Optional[str] = None,
+      movable_classes: Sequence[int] = (),
+      foreground_dilation: int = FOREGROUND_DILATION,
+      learned_intrinsics: bool = False,
+      rgb_weight: float = RGB_WEIGHT,
+      ssim_weight: float = SSIM_WEIGHT,
+      depth_consistency_weight: float = DEPTH_CONSISTENCY_WEIGHT,
+      rotation_cycle_weight: float = ROTATION_CYCLE_WEIGHT,
+      translation_cycle_weight: float = TRANSLATION_CYCLE_WEIGHT,
+      name: str = 'dfv_consistency',
+  ):
+    self.name = name
+    self._init_mask(segmentation_task, label_key, movable_classes, foreground_dilation)
+    self.depth_task = depth_task
+    self.motion_task = motion_task
+    self.learned_intrinsics = learned_intrinsics
+    self.weights = {
+        'rgb_error': float(rgb_weight),
+        'ssim_error': 0.5 * float(ssim_weight),  # The reference adds 0.5 * ssim_error.
+        'depth_error': float(depth_consistency_weight),
+        'rotation_error': float(rotation_cycle_weight),
+        'translation_error': float(translation_cycle_weight),
+    }
+    self.tasks = (depth_task, motion_task) + ((segmentation_task,) if segmentation_task else ())
+
+  def _intrinsics(self, motion, batch, num_pairs):
+    if self.learned_intrinsics:
+      if 'intrinsics' not in motion:
+        raise KeyError(
+            f'DfvConsistency({self.name!r}): learned_intrinsics=True but task '
+            f'{self.motion_task!r} predicts no "intrinsics" (build it with learn_intrinsics=True)'
+        )
+      return _fold_pairs(motion['intrinsics'])
+    return base.repeat_per_frame(tf.convert_to_tensor(batch['intrinsics'], tf.float32), num_pairs)
+
+  def __call__(self, predictions, batch):
+    """See `base.Relation.__call__`. Metrics: each unweighted term summed over pairs and
+    directions, and 'closer_fraction' (mean fraction of pixels counted)."""
+    motion = predictions[self.motion_task]
+    depth = tf.convert_to_tensor(predictions[self.depth_task]['depth'], tf.float32)
+    image = tf.convert_to_tensor(batch['image'], tf.float32)
+    num_pairs = depth.shape[1] - 1 if depth.shape[1] is not None else tf.shape(depth)[1] - 1
+    intrinsics = self._intrinsics(motion, batch, num_pairs)
+    fwd_field, bwd_field = self._fields(motion, self._frame_masks(predictions, batch))
+    fwd_rotation = transforms.axis_angle_to_matrix(_fold_pairs(motion['rotation']))
+    bwd_rotation = transforms.axis_angle_to_matrix(_fold_pairs(motion['rotation_backward']))
+    depth_t, depth_next = _fold_pairs(depth[:, :-1]), _fold_pairs(depth[:, 1:])
+    rgb_t, rgb_next = _fold_pairs(image[:, :-1]), _fold_pairs(image[:, 1:])
+
+    directions = (
+        (depth_t, rgb_t, fwd_rotation, fwd_field, depth_next, rgb_next, bwd_rotation, bwd_field),
+        (depth_next, rgb_next, bwd_rotation, bwd_field, depth_t, rgb_t, fwd_rotation, fwd_field),
+    )
+    sums = {k: tf.constant(0.0) for k in self.weights}
+    closer_fraction = tf.constant(0.0)
+    for depth1, rgb1, rot1, field1, depth2, rgb2, rot2, field2 in directions:
+      pixels, moved_depth, valid = transform_depth_map(depth1, rot1, field1, intrinsics)
+      terms = rgbd_consistency_loss(pixels, moved_depth, valid, rgb1, depth2, rgb2)
+      closer = terms['frame1_closer_to_camera']
+      terms.update(motion_field_consistency_loss(pixels, closer, rot1, field1, rot2, field2))
+      for k in sums:
+        sums[k] += terms[k]
+      closer_fraction += 0.5 * tf.reduce_mean(closer)
+    # Means over folded pairs times the number of pairs = the reference's sum over pairs.
+    pairs = tf.cast(num_pairs, tf.float32)
+    sums = {k: v * pairs for k, v in sums.items()}
+    loss = tf.add_n([self.weights[k] * v for k, v in sums.items()])
+    metrics = dict(sums)
+    metrics['closer_fraction'] = closer_fraction
+    return loss, metrics
+
+
+class DfvDepthSmoothness(base.Relation):
+  """Edge-aware smoothness of mean-normalised disparity, summed over the clip's frames.
+
+  A one-task regulariser: reads predictions[depth_task]['depth'] [B, T, H, W, 1] (metres) and
+  batch['image'] [B, T, H, W, 3] in [0, 1]. Its published weight (0.01) is the relation weight.
+  """
+
+  def __init__(self, depth_task: str = 'depth', name: str = 'dfv_depth_smoothness'):
+    self.depth_task = depth_task
+    self.name = name
+    self.tasks = (depth_task,)
+
+  def __call__(self, predictions, batch):
+    depth = tf.convert_to_tensor(predictions[self.depth_task]['depth'], tf.float32)
+    image = tf.convert_to_tensor(batch['image'], tf.float32)
+    frames = tf.cast(tf.shape(depth)[1], tf.float32)
+    loss = edge_aware_smoothness(
+        mean_normalized_disparity(base.fold_time(depth)), base.fold_time(image)
+    )
+    return loss * frames, {}
+
+
+class DfvMotionSmoothness(base.Relation, _MovableMaskMixin):
+  """Smoothness of the forward and backward translation fields (T + m * residual, Eq. 2).
+
+  A one-task regulariser of the motion task (plus the segmentation task when it supplies the
+  movable mask); summed over pairs and both frame orders. Its published weight (1e-3) is the
+  relation weight. Arguments as `DfvConsistency`.
+  """
+
+  def __init__(
+      self,
+      motion_task: str = 'motion',
+      segmentation_task: Optional[str] = None,
+      label_key: Optional[str] = None,
+      movable_classes: Sequence[int] = (),
+      foreground_dilation: int = FOREGROUND_DILATION,
+      name: str = 'dfv_motion_smoothness',
+  ):
+    self.name = name
+    self._init_mask(segmentation_task, label_key, movable_classes, foreground_dilation)
+    self.motion_task = motion_task
+    self.tasks = (motion_task,) + ((segmentation_task,) if segmentation_task else ())
+
+  def __call__(self, predictions, batch):
+    motion = predictions[self.motion_task]
+    fwd_field, bwd_field = self._fields(motion, self._frame_masks(predictions, batch))
+    pairs = tf.cast(tf.shape(motion['translation'])[1], tf.float32)
+    loss = (motion_field_smoothness(fwd_field) + motion_field_smoothness(bwd_field)) * pairs
+    return loss, {}
+
+
+def relation_mask_sources(relations: Sequence[base.Relation]) -> Mapping[str, str]:
+  """{relation name: movable-mask source} of the DfV relations among `relations` (for logs)."""
+  return {r.name: r.mask_source for r in relations if isinstance(r, _MovableMaskMixin)}

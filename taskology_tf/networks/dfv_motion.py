@@ -1,0 +1,207 @@
+"""The motion network of Depth from Videos in the Wild (Gordon et al., ICCV 2019).
+
+The reference's motion_prediction_net.motion_field_net: two RGB frames stacked on channels
+(6 channels), seven 3x3 stride-2 ReLU convolutions (16 ... 1024 filters), a bottleneck (spatial
+mean) from which a 1x1 convolution gives the background motion (3 rotation angles and a
+translation), and a translation field refined from the bottleneck up to full resolution
+(FlowNet-like: at each encoder level the coarser field is bilinearly upsampled and a residual
+from two parallel towers of 3x3 convolutions over [field, features] is added). Learnable
+rotation and translation scales (initialised to 0.01, constrained to >= 0.001) multiply the
+outputs, and an optional head predicts the intrinsics (focal lengths through a softplus times
+the image width / height, principal point as (0.5 + offset) times width / height).
+
+As published, the refinement starts from the background translation itself, so the
+"residual" field carries the upsampled background translation plus learnt corrections; the
+total translation at a pixel is background + residual * movable mask (Eq. 2).
+
+Conventions: the network maps (image_a, image_b) to cam_b_from_cam_a: X_b = R X_a + t, with the
+translation field indexed by image_a's pixels and expressed in camera b's frame. The rotation is
+parameterised by the reference's three angles, R = Rx(a_x) Ry(a_y) Rz(a_z)
+(`matrix_from_angles`). The reference stacks the frames in the other order (target first); a
+network learns either labelling, and this one names its outputs by ARCHITECTURE.md's convention.
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+import tf_keras as keras
+
+ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)
+# Learnable output scales start here and are kept at or above the minimum (create_scales).
+SCALE_INIT = 0.01
+SCALE_MINIMUM = 0.001
+
+
+def matrix_from_angles(angles: tf.Tensor) -> tf.Tensor:
+  """The reference's rotation parameterisation: R = Rx(a_x) Ry(a_y) Rz(a_z).
+
+  transform_utils.matrix_from_angles is transpose(from_euler(-a)) with tensorflow_graphics'
+  from_euler(a) = Rz(a_z) Ry(a_y) Rx(a_x); the transpose of Rz(-z) Ry(-y) Rx(-x) is
+  Rx(x) Ry(y) Rz(z).
+
+  Args:
+    angles: [..., 3] float32, radians, (a_x, a_y, a_z).
+
+  Returns:
+    [..., 3, 3] float32 rotation matrices.
+  """
+  angles = tf.convert_to_tensor(angles, tf.float32)
+  sx, sy, sz = tf.unstack(tf.sin(angles), axis=-1)
+  cx, cy, cz = tf.unstack(tf.cos(angles), axis=-1)
+  zero = tf.zeros_like(sx)
+  one = tf.ones_like(sx)
+
+  def mat(rows):
+    return tf.stack([tf.stack(r, axis=-1) for r in rows], axis=-2)
+
+  rx = mat([[one, zero, zero], [zero, cx, -sx], [zero, sx, cx]])
+  ry = mat([[cy, zero, sy], [zero, one, zero], [-sy, zero, cy]])
+  rz = mat([[cz, -sz, zero], [sz, cz, zero], [zero, zero, one]])
+  return tf.linalg.matmul(rx, tf.linalg.matmul(ry, rz))
+
+
+class _Scales(keras.layers.Layer):
+  """Learnable rotation and translation scales (create_scales of the reference)."""
+
+  def build(self, input_shape):
+    constraint = lambda v: tf.maximum(v, SCALE_MINIMUM)  # relu(v - m) + m.
+    init = keras.initializers.Constant(SCALE_INIT)
+    self.rotation_scale = self.add_weight(
+        'rotation', shape=[], initializer=init, constraint=constraint
+    )
+    self.translation_scale = self.add_weight(
+        'translation', shape=[], initializer=init, constraint=constraint
+    )
+    super().build(input_shape)
+
+  def call(self, inputs):
+    rotation, translation, residual = inputs
+    return (
+        rotation * self.rotation_scale,
+        translation * self.translation_scale,
+        residual * self.translation_scale,
+    )
+
+
+def _conv(filters, kernel, stride, regularizer, name, activation='relu', use_bias=True):
+  # contrib layers.conv2d defaults: SAME padding, Glorot-uniform kernels, zero biases.
+  return keras.layers.Conv2D(
+      filters,
+      kernel,
+      strides=stride,
+      padding='same',
+      activation=activation,
+      use_bias=use_bias,
+      kernel_regularizer=regularizer,
+      name=name,
+  )
+
+
+def _refine_motion_field(field, layer, regularizer, name):
+  """Upsamples `field` to `layer`'s size and adds a residual from two conv towers."""
+  height, width = layer.shape[1], layer.shape[2]
+  channels = max(4, layer.shape[-1])
+  up = keras.layers.Lambda(
+      lambda t: tf.image.resize(t, [height, width], method='bilinear'), name=f'{name}_upsample'
+  )(field)
+  x = keras.layers.Concatenate(name=f'{name}_concat')([up, layer])
+  tower1 = _conv(channels, 3, 1, regularizer, f'{name}_conv')(x)
+  tower2 = _conv(channels, 3, 1, regularizer, f'{name}_conv_a')(x)
+  tower2 = _conv(channels, 3, 1, regularizer, f'{name}_conv_b')(tower2)
+  x = keras.layers.Concatenate(name=f'{name}_towers')([tower1, tower2])
+  delta = _conv(
+      field.shape[-1], 1, 1, regularizer, f'{name}_bottleneck', activation=None, use_bias=False
+  )(x)
+  return keras.layers.Add(name=f'{name}_residual')([up, delta])
+
+
+def _intrinsics_head(bottleneck, height: int, width: int, regularizer):
+  """add_intrinsics_head: K from the bottleneck [B, 1, 1, C]."""
+  del regularizer  # The reference's intrinsics head has no weight regulariser.
+  size = tf.constant([[width, height]], tf.float32)
+  foci = keras.layers.Conv2D(2, 1, activation='softplus', name='intrinsics_foci')(bottleneck)
+  offsets = keras.layers.Conv2D(2, 1, use_bias=False, name='intrinsics_offsets')(bottleneck)
+
+  def assemble(tensors):
+    f, c = tensors
+    # Focal lengths in pixels are of the order of the image size; the principal point is near
+    # the centre, so the network predicts it as a fraction of the size around 0.5.
+    f = tf.squeeze(f, axis=[1, 2]) * size  # [B, 2] = (fx, fy)
+    c = (tf.squeeze(c, axis=[1, 2]) + 0.5) * size  # [B, 2] = (cx, cy)
+    zero = tf.zeros_like(f[:, 0])
+    one = tf.ones_like(zero)
+    return tf.stack(
+        [
+            tf.stack([f[:, 0], zero, c[:, 0]], axis=-1),
+            tf.stack([zero, f[:, 1], c[:, 1]], axis=-1),
+            tf.stack([zero, zero, one], axis=-1),
+        ],
+        axis=-2,
+    )
+
+  return keras.layers.Lambda(assemble, name='intrinsics')([foci, offsets])
+
+
+def build_dfv_motion_net(
+    height: int,
+    width: int,
+    learn_intrinsics: bool = False,
+    weight_reg: float = 0.01,
+    name: str = 'dfv_motion',
+) -> keras.Model:
+  """Builds the motion-field network.
+
+  Args:
+    height: frame height in pixels (static).
+    width: frame width in pixels (static).
+    learn_intrinsics: add the intrinsics head (output 'intrinsics').
+    weight_reg: L2 weight regularisation of the convolutions (the reference's 1e-2, as
+      s * sum(w^2) / 2); collected in `model.losses`.
+    name: Keras model name.
+
+  Returns:
+    A tf_keras Model with inputs `image_a`, `image_b` (float32 [B, H, W, 3] RGB in [0, 1]) and
+    outputs, for cam_b_from_cam_a:
+      'rotation_angles' [B, 3] float32, radians (R = matrix_from_angles(angles));
+      'translation' [B, 3] float32, metres, camera b's frame (background motion);
+      'residual_translation' [B, H, W, 3] float32, metres, camera b's frame, indexed by
+        image_a's pixels (to be multiplied by the movable mask, Eq. 2);
+      'intrinsics' [B, 3, 3] float32, pixels (only with learn_intrinsics).
+  """
+  if not (height and width) or height < 1 or width < 1:
+    raise ValueError(f'build_dfv_motion_net: height and width must be >= 1, got {height}x{width}')
+  regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
+  image_a = keras.Input(shape=(height, width, 3), name='image_a')
+  image_b = keras.Input(shape=(height, width, 3), name='image_b')
+  images = keras.layers.Concatenate(name='pair')([image_a, image_b])
+  features = []
+  x = images
+  for i, filters in enumerate(ENCODER_FILTERS):
+    x = _conv(filters, 3, 2, regularizer, f'conv{i + 1}')(x)
+    features.append(x)
+  bottleneck = keras.layers.Lambda(
+      lambda t: tf.reduce_mean(t, axis=[1, 2], keepdims=True), name='bottleneck'
+  )(x)
+  background = _conv(6, 1, 1, regularizer, 'background_motion', activation=None, use_bias=False)(
+      bottleneck
+  )
+  rotation = keras.layers.Lambda(lambda t: t[:, 0, 0, :3], name='raw_rotation')(background)
+  translation = keras.layers.Lambda(lambda t: t[:, :, :, 3:], name='raw_translation')(background)
+  field = translation
+  for i, layer in reversed(list(enumerate(features))):
+    field = _refine_motion_field(field, layer, regularizer, f'refine{i + 1}')
+  field = _refine_motion_field(field, images, regularizer, 'refine0')
+  rotation, translation, field = _Scales(name='scales')([rotation, translation, field])
+  outputs = {
+      'rotation_angles': keras.layers.Lambda(lambda t: t, name='rotation_angles')(rotation),
+      'translation': keras.layers.Lambda(lambda t: t[:, 0, 0, :], name='translation')(translation),
+      'residual_translation': keras.layers.Lambda(lambda t: t, name='residual_translation')(field),
+  }
+  if learn_intrinsics:
+    outputs['intrinsics'] = _intrinsics_head(bottleneck, height, width, regularizer)
+  return keras.Model([image_a, image_b], outputs, name=name)
+
+
+def scales(model: keras.Model) -> Optional[keras.layers.Layer]:
+  """The layer holding the learnable rotation / translation scales of a motion network."""
+  return model.get_layer('scales')

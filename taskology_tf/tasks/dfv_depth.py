@@ -1,0 +1,103 @@
+"""Monocular depth with the Depth from Videos in the Wild network (Gordon et al., ICCV 2019)."""
+
+from typing import Optional
+
+from taskology_tf.networks import dfv_depth
+from taskology_tf.tasks.base import to_float_image
+from taskology_tf.tasks.depth import DepthTask
+
+
+class DfvDepthTask(DepthTask):
+  """Predicts `depth` [N, H, W, 1] float32 (metres up to scale) with the ResNet-18 U-Net.
+
+  Same outputs, supervised loss and metrics as `DepthTask`, so relations, peers and evaluation
+  treat the two alike; only the network differs (taskology_tf/networks/dfv_depth.py).
+
+  Randomized layer norm: its noise ramp reads the network's `noise_step` variable. With
+  `advance_noise_step` (default) every training forward pass through `call` adds 1 to it after
+  the pass, which is the training step in the self-supervised loop (one mediator pass per
+  step); a trainer that feeds the step itself (e.g. assigns its optimizer's iterations) turns
+  it off.
+
+  Args:
+    height, width: frame size in pixels.
+    weight_reg: decoder L2 regularisation (1e-2 published), in `model.losses`.
+    reflect_padding: reflect padding in the decoder (published).
+    flip_at_test: at inference, min(d(I), flip(d(flip(I)))) as the reference's test graph.
+    advance_noise_step: see above.
+    imagenet_checkpoint: optional ImageNet ResNet-18 checkpoint for the encoder (reference
+      names, see `dfv_depth.load_imagenet_encoder`); loaded by every `build_network`.
+    imagenet_checkpoint_prefix: scope prefix of the names in that checkpoint.
+    noise_max_stddev, noise_rampup_steps: randomized layer norm ramp (0.5, 10000).
+    max_depth, min_depth, loss, median_scaling: as `DepthTask` (min_depth 0: the published
+      softplus without a floor).
+    name: task name.
+  """
+
+  def __init__(
+      self,
+      height: int,
+      width: int,
+      weight_reg: float = 0.01,
+      reflect_padding: bool = True,
+      flip_at_test: bool = True,
+      advance_noise_step: bool = True,
+      imagenet_checkpoint: Optional[str] = None,
+      imagenet_checkpoint_prefix: str = '',
+      noise_max_stddev: float = 0.5,
+      noise_rampup_steps: int = 10000,
+      max_depth: float = 80.0,
+      min_depth: float = 0.0,
+      loss: str = 'log_l1',
+      median_scaling: bool = False,
+      name: str = 'depth',
+  ):
+    super().__init__(
+        height,
+        width,
+        max_depth=max_depth,
+        min_depth=min_depth,
+        loss=loss,
+        median_scaling=median_scaling,
+        name=name,
+    )
+    self.weight_reg = weight_reg
+    self.reflect_padding = reflect_padding
+    self.flip_at_test = flip_at_test
+    self.advance_noise_step = advance_noise_step
+    self.imagenet_checkpoint = imagenet_checkpoint
+    self.imagenet_checkpoint_prefix = imagenet_checkpoint_prefix
+    self.noise_max_stddev = noise_max_stddev
+    self.noise_rampup_steps = noise_rampup_steps
+
+  def build_network(self):
+    model = dfv_depth.build_dfv_depth_net(
+        self.height,
+        self.width,
+        weight_reg=self.weight_reg,
+        reflect_padding=self.reflect_padding,
+        noise_max_stddev=self.noise_max_stddev,
+        noise_rampup_steps=self.noise_rampup_steps,
+        name=f'{self.name}_dfv_resnet18',
+    )
+    if self.imagenet_checkpoint:
+      dfv_depth.load_imagenet_encoder(
+          model, self.imagenet_checkpoint, self.imagenet_checkpoint_prefix
+      )
+    return model
+
+  def call(self, model, inputs, training=False):
+    image = inputs['image']
+    self._check_image(image)
+    image = to_float_image(image)
+    if training:
+      depth = model(image, training=True)
+      if self.advance_noise_step:
+        # Program order (and tf.function's automatic control dependencies on the variable)
+        # puts this after the normalisation layers have read the step.
+        model.noise_step.assign_add(1)
+    elif self.flip_at_test:
+      depth = dfv_depth.flip_min_depth(lambda x: model(x, training=False), image)
+    else:
+      depth = model(image, training=False)
+    return {'depth': depth + self.min_depth if self.min_depth else depth}

@@ -1,0 +1,96 @@
+"""Camera and object motion with the Depth from Videos in the Wild motion network."""
+
+import tensorflow as tf
+
+from taskology_tf.geometry import transforms
+from taskology_tf.networks import dfv_motion
+from taskology_tf.tasks.base import to_float_image
+from taskology_tf.tasks.egomotion import EgomotionTask
+
+
+class DfvMotionTask(EgomotionTask):
+  """Per consecutive frame pair (t, t+1): rigid camera motion, translation field, intrinsics.
+
+  As published, the network runs on the pair in both frame orders (one batched call). Outputs
+  per pair (unflattened to [B, T-1, ...]):
+    'rotation' [3] axis-angle (radians) and 'translation' [3] (metres) of cam_{t+1}_from_cam_t,
+      from the order (I_t, I_{t+1}); the same names as `EgomotionTask`, so any relation that
+      reads ego-motion reads these;
+    'residual_translation' [H, W, 3] metres, camera t+1's frame, indexed by frame-t pixels
+      (multiplied by the movable mask in the relations, Eq. 2);
+    'rotation_backward', 'translation_backward', 'residual_translation_backward': the same for
+      cam_t_from_cam_{t+1} from the order (I_{t+1}, I_t), field indexed by frame-t+1 pixels;
+    'intrinsics' [3, 3] pixels, the mean of both orders' predictions (learn_intrinsics only).
+  The network's three rotation angles (R = Rx Ry Rz, the reference's parameterisation) are
+  returned as the equivalent axis-angle vector, the project's convention.
+
+  Args:
+    height, width: frame size in pixels.
+    learn_intrinsics: add the intrinsics head.
+    weight_reg: L2 regularisation (1e-2 published), in `model.losses`.
+    name: task name.
+  """
+
+  def __init__(
+      self,
+      height: int,
+      width: int,
+      learn_intrinsics: bool = False,
+      weight_reg: float = 0.01,
+      name: str = 'motion',
+  ):
+    super().__init__(height, width, name=name)
+    self.learn_intrinsics = learn_intrinsics
+    self.weight_reg = weight_reg
+
+  @property
+  def output_spec(self):
+    vec = tf.TensorSpec([3], tf.float32)
+    field = tf.TensorSpec([self.height, self.width, 3], tf.float32)
+    spec = {
+        'rotation': vec,
+        'translation': vec,
+        'residual_translation': field,
+        'rotation_backward': vec,
+        'translation_backward': vec,
+        'residual_translation_backward': field,
+    }
+    if self.learn_intrinsics:
+      spec['intrinsics'] = tf.TensorSpec([3, 3], tf.float32)
+    return spec
+
+  def build_network(self):
+    return dfv_motion.build_dfv_motion_net(
+        self.height,
+        self.width,
+        learn_intrinsics=self.learn_intrinsics,
+        weight_reg=self.weight_reg,
+        name=f'{self.name}_dfv_motion',
+    )
+
+  def call(self, model, inputs, training=False):
+    for key in ('image_a', 'image_b'):
+      if key not in inputs:
+        raise KeyError(f'task {self.name!r}: missing input tensor {key!r}; got {sorted(inputs)}')
+    a = to_float_image(inputs['image_a'])
+    b = to_float_image(inputs['image_b'])
+    # Both frame orders in one batch: [(a, b); (b, a)].
+    out = model([tf.concat([a, b], 0), tf.concat([b, a], 0)], training=training)
+    rotation = transforms.matrix_to_axis_angle(
+        dfv_motion.matrix_from_angles(out['rotation_angles'])
+    )
+    fwd_rot, bwd_rot = tf.split(rotation, 2)
+    fwd_t, bwd_t = tf.split(out['translation'], 2)
+    fwd_field, bwd_field = tf.split(out['residual_translation'], 2)
+    result = {
+        'rotation': fwd_rot,
+        'translation': fwd_t,
+        'residual_translation': fwd_field,
+        'rotation_backward': bwd_rot,
+        'translation_backward': bwd_t,
+        'residual_translation_backward': bwd_field,
+    }
+    if self.learn_intrinsics:
+      fwd_k, bwd_k = tf.split(out['intrinsics'], 2)
+      result['intrinsics'] = 0.5 * (fwd_k + bwd_k)  # As published: the mean of both orders.
+    return result
