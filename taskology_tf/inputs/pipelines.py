@@ -2,14 +2,29 @@
 
 A clip dataset yields examples with `image` uint8 [T, H, W, 3], per-frame labels [T, ...] and
 `intrinsics` [3, 3] (the synthetic world's and the video datasets' common format).
+
+Scaling out: under a tf.distribute strategy each input pipeline (one per worker) builds its own
+dataset from a `tf.distribute.InputContext`: it reads only its shard of the clips and batches its
+per-replica batch (`strategy.distribute_datasets_from_function`), so no worker reads or decodes
+examples that another worker trains on. A clip source that accepts an `input_context` keyword
+(e.g. `synthetic_world_clips`) shards at read time, so each worker decodes only its shard; any
+other source is sharded after reading (correct, but every worker reads everything).
 """
 
-from typing import Optional, Sequence
+import inspect
+from typing import Callable, Optional, Sequence
 
+from absl import logging
 import tensorflow as tf
 
 # Per-frame label keys carried into dedicated and evaluation batches when present.
 LABEL_KEYS = ('depth', 'normals', 'semantics')
+
+# A per-example integer that identifies a clip independently of its position in a (sharded)
+# stream; label-fraction subsets hash it when present, so every worker count keeps the same set.
+EXAMPLE_KEY = 'scene_seed'
+
+ClipSource = Callable[..., tf.data.Dataset]
 
 
 def _hash_fraction(index: tf.Tensor, seed: int) -> tf.Tensor:
@@ -19,19 +34,78 @@ def _hash_fraction(index: tf.Tensor, seed: int) -> tf.Tensor:
   )
 
 
-def label_fraction_subset(clips: tf.data.Dataset, fraction: float, seed: int = 0):
-  """Keeps each clip with probability `fraction`, decided by a hash of its index and `seed`.
+def check_label_fraction(fraction: float, where: str = 'label_fraction') -> None:
+  """Raises ValueError naming `where` unless 0 < fraction <= 1."""
+  if not 0.0 < fraction <= 1.0:
+    raise ValueError(
+        f'{where} must be in (0, 1], got {fraction} (a task without labels has '
+        'dedicated_clips = None)'
+    )
 
-  The kept set is nested as the fraction grows (a clip kept at 10% is kept at 50%), so label
-  fraction sweeps compare like with like.
+
+def label_fraction_subset(clips: tf.data.Dataset, fraction: float, seed: int = 0):
+  """Keeps each clip with probability `fraction`, decided by a hash of its key and `seed`.
+
+  The key is the clip's `scene_seed` when it has one (so a sharded stream keeps exactly the
+  clips an unsharded one keeps), else its index in `clips`. The kept set is nested as the
+  fraction grows (a clip kept at 10% is kept at 50%), so label fraction sweeps compare like
+  with like.
   """
-  if not 0.0 <= fraction <= 1.0:
-    raise ValueError(f'label_fraction must be in [0, 1], got {fraction}')
+  check_label_fraction(fraction)
   if fraction >= 1.0:
     return clips
+  if EXAMPLE_KEY in clips.element_spec:
+    return clips.filter(lambda x: _hash_fraction(x[EXAMPLE_KEY], seed) < fraction)
   return (
       clips.enumerate().filter(lambda i, _: _hash_fraction(i, seed) < fraction).map(lambda _, x: x)
   )
+
+
+def read_clips(
+    source: ClipSource, input_context: Optional[tf.distribute.InputContext] = None
+) -> tf.data.Dataset:
+  """Calls a clip source for one input pipeline and returns that pipeline's shard.
+
+  Args:
+    source: a callable returning a clip dataset. If it takes an `input_context` keyword it is
+      given the context and must return only this pipeline's shard (read-time sharding);
+      otherwise the whole dataset is read and sharded here.
+    input_context: this input pipeline's context (None: the only pipeline).
+  """
+  n = input_context.num_input_pipelines if input_context is not None else 1
+  try:
+    takes_context = 'input_context' in inspect.signature(source).parameters
+  except (TypeError, ValueError):  # Builtins and some gin wrappers have no signature.
+    takes_context = False
+  if takes_context:
+    return source(input_context=input_context)
+  clips = source()
+  if n > 1:
+    logging.log_first_n(
+        logging.WARNING,
+        'clip source %r takes no input_context: every input pipeline reads all of it and keeps '
+        'its 1/%d shard',
+        1,
+        source,
+        n,
+    )
+    clips = clips.shard(n, input_context.input_pipeline_id)
+  return clips
+
+
+def per_replica_batch_size(
+    global_batch_size: int, input_context: Optional[tf.distribute.InputContext], what: str
+) -> int:
+  """The batch one replica takes, checking that the global batch divides evenly."""
+  if input_context is None:
+    return global_batch_size
+  n = input_context.num_replicas_in_sync
+  if global_batch_size % n:
+    raise ValueError(
+        f'{what} ({global_batch_size}) must be divisible by the number of replicas ({n}): '
+        'each replica takes an equal share of the global batch'
+    )
+  return global_batch_size // n
 
 
 def clips_to_frames(clips: tf.data.Dataset, frames: Optional[Sequence[int]] = None):
@@ -66,15 +140,18 @@ def dedicated_dataset(
   """Endless, shuffled batches of labelled frames, or None for an empty dedicated set.
 
   Args:
-    clips: labelled clip dataset, or None (fully unsupervised task).
-    batch_size: frames per batch.
-    label_fraction: fraction of clips whose labels may be used (Sec. 4's label-fraction study).
+    clips: labelled clip dataset (this input pipeline's shard), or None (fully unsupervised task).
+    batch_size: frames per batch (per replica under a strategy).
+    label_fraction: fraction of clips whose labels may be used (Sec. 4's label-fraction study),
+      in (0, 1].
     frames: frame indices per clip to use (None: all).
     seed: shuffling and subset seed.
     shuffle_buffer: shuffle buffer in frames.
   """
-  if clips is None or label_fraction == 0.0:
+  if clips is None:
     return None
+  if batch_size < 1:
+    raise ValueError(f'dedicated batch_size must be >= 1, got {batch_size}')
   frames_ds = clips_to_frames(label_fraction_subset(clips, label_fraction, seed), frames)
   return (
       frames_ds.cache()
@@ -102,12 +179,14 @@ def mediator_dataset(
   Labels are dropped here, so no consistency relation can see ground truth by accident.
 
   Args:
-    clips: clip dataset (labels, if any, are discarded).
-    batch_size: clips per batch.
+    clips: clip dataset (labels, if any, are discarded); this input pipeline's shard.
+    batch_size: clips per batch (per replica under a strategy).
     frames: frame indices to keep per clip (e.g. (1,) for single-frame relations).
     seed: shuffling seed.
     shuffle_buffer: shuffle buffer in clips.
   """
+  if batch_size < 1:
+    raise ValueError(f'mediator batch_size must be >= 1, got {batch_size}')
 
   def select(clip):
     clip = strip_labels(clip)

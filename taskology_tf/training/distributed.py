@@ -120,7 +120,7 @@ class SnapshotExporter:
   def __call__(self, step: int, trainer: Trainer) -> None:
     if step % self.every and step != trainer.loop.num_steps:
       return
-    if step == self.last_exported:
+    if step == self.last_exported or not trainer.is_chief:  # One export per task, the chief's.
       return
     if self._writer is None:  # Traced once, at the first export.
       task = trainer.setups[self.task_name].task

@@ -26,6 +26,8 @@ from taskology_tf.consistency.photometric import PhotometricConsistency
 from taskology_tf.consistency.segmentation_warp import SegmentationWarpConsistency
 from taskology_tf.consistency.smoothness import DepthSmoothness
 from taskology_tf.inputs import pipelines
+from taskology_tf.mtl import methods as mtl_methods
+from taskology_tf.mtl.trainer import MTLExperiment
 from taskology_tf.tasks.depth import DepthTask
 from taskology_tf.tasks.dfv_depth import DfvDepthTask
 from taskology_tf.tasks.dfv_motion import DfvMotionTask
@@ -38,7 +40,9 @@ from taskology_tf.training.trainer import LoopConfig
 from taskology_tf.training.trainer import TaskSetup
 from taskology_tf.training.trainer import Trainer
 
-ClipSource = Callable[[], tf.data.Dataset]
+ClipSource = pipelines.ClipSource
+# Builds one input pipeline's dataset from its tf.distribute.InputContext (None: the only one).
+DatasetFn = Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]
 
 # Library classes made configurable from gin files. Registered here, explicitly, rather than by
 # decorators scattered through the library.
@@ -60,6 +64,13 @@ for _cls, _module in (
     (tf.distribute.OneDeviceStrategy, 'tf.distribute'),
     (tf.distribute.MirroredStrategy, 'tf.distribute'),
     (tf.distribute.MultiWorkerMirroredStrategy, 'tf.distribute'),
+    (MTLExperiment, 'taskology_tf.mtl'),
+    (mtl_methods.EW, 'taskology_tf.mtl'),
+    (mtl_methods.MGDA, 'taskology_tf.mtl'),
+    (mtl_methods.PCGrad, 'taskology_tf.mtl'),
+    (mtl_methods.GradDrop, 'taskology_tf.mtl'),
+    (mtl_methods.CAGrad, 'taskology_tf.mtl'),
+    (mtl_methods.MCLGS, 'taskology_tf.mtl'),
     (DfvDepthTask, 'taskology_tf.tasks'),
     (DfvMotionTask, 'taskology_tf.tasks'),
     (DfvConsistency, 'taskology_tf.consistency'),
@@ -85,11 +96,22 @@ def synthetic_world_clips(
     height: int = gin.REQUIRED,
     width: int = gin.REQUIRED,
     data_dir: str = 'data/tensorflow_datasets',
+    input_context: Optional[tf.distribute.InputContext] = None,
 ) -> tf.data.Dataset:
-  """Clips of the built-in synthetic world (see taskology_tf/datasets/synthetic_world)."""
+  """Clips of the built-in synthetic world (see taskology_tf/datasets/synthetic_world).
+
+  With an `input_context` of several input pipelines, returns only this pipeline's even share
+  of `split` (TFDS reads only those records), so each worker decodes only what it trains on.
+  """
   # Imported here so experiments that never touch it do not pay for importing TFDS.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   from taskology_tf.datasets.loader import load_synthetic_world  # pylint: disable=g-import-not-at-top
 
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    split = tfds.even_splits(split, input_context.num_input_pipelines)[
+        input_context.input_pipeline_id
+    ]
   return load_synthetic_world(
       domain=domain, split=split, data_dir=data_dir, height=height, width=width
   )
@@ -110,6 +132,9 @@ class TaskConfig:
     dedicated_frames: frame indices per clip used as dedicated frames (None: all).
     consistency_weight: c_i, this task's multiplier on relation losses (distributed semantics).
     strategy: tf.distribute strategy factory for this task's trainer (None: default).
+    jit_compile: compile this task's training step with XLA. In collective mode the tasks share
+      one joint step, so every live task must agree. Off by default: on CPU, XLA pays a long
+      first-step compile for little gain at small sizes (BENCHMARKS.md); TPUs always compile.
   """
 
   task: object = gin.REQUIRED
@@ -120,6 +145,17 @@ class TaskConfig:
   dedicated_frames: Optional[Sequence[int]] = None
   consistency_weight: float = 1.0
   strategy: Optional[Callable[[], tf.distribute.Strategy]] = None
+  jit_compile: bool = False
+
+  def __post_init__(self):
+    name = getattr(self.task, 'name', '?')
+    if self.batch_size < 1:
+      raise ValueError(
+          f'TaskConfig.batch_size of task {name!r} must be >= 1, got {self.batch_size}'
+      )
+    pipelines.check_label_fraction(
+        self.label_fraction, f'TaskConfig.label_fraction of task {name!r}'
+    )
 
 
 @gin.configurable(module='taskology_tf.training')
@@ -143,6 +179,10 @@ class Experiment:
     schedule: dedicated/mediator mixing.
     loop: loop cadence.
     seed: seeds TF's global generator (initialisation) and the data pipelines.
+    deterministic: also turn on TF's op determinism
+      (tf.config.experimental.enable_op_determinism): with the same seed, build and machine type,
+      two runs give bit-identical weights (README says what this does and does not cover). Ops
+      without a deterministic kernel then raise instead of running.
   """
 
   def __init__(
@@ -161,6 +201,7 @@ class Experiment:
       schedule: Optional[pipelines.MixingSchedule] = None,
       loop: Optional[LoopConfig] = None,
       seed: int = 0,
+      deterministic: bool = False,
   ):
     self.tasks = list(tasks)
     self.relations = list(relations)
@@ -184,8 +225,11 @@ class Experiment:
           'peer_gradients = False: stale copies cannot pass gradients'
       )
     self.schedule = schedule or pipelines.MixingSchedule()
+    if mediator_batch_size < 1:
+      raise ValueError(f'Experiment.mediator_batch_size must be >= 1, got {mediator_batch_size}')
     self.loop = loop or LoopConfig()
     self.seed = seed
+    self.deterministic = deterministic
 
   @property
   def task_names(self) -> List[str]:
@@ -197,12 +241,22 @@ class Experiment:
         return c
     raise ValueError(f'unknown task {name!r}; this experiment has tasks {self.task_names}')
 
-  def mediator_dataset(self) -> Optional[tf.data.Dataset]:
+  def mediator_dataset_fn(self) -> Optional[DatasetFn]:
+    """Builds one input pipeline's mediator stream from its InputContext (None: the only one)."""
     if not self.relations:
       return None
-    return pipelines.mediator_dataset(
-        self.mediator_clips(), self.mediator_batch_size, self.mediator_frames, seed=self.seed
-    )
+
+    def dataset_fn(input_context=None):
+      return pipelines.mediator_dataset(
+          pipelines.read_clips(self.mediator_clips, input_context),
+          pipelines.per_replica_batch_size(
+              self.mediator_batch_size, input_context, 'Experiment.mediator_batch_size'
+          ),
+          self.mediator_frames,
+          seed=self.seed,
+      )
+
+    return dataset_fn
 
   def evaluation_dataset(self, batch_size: int = 16) -> Optional[tf.data.Dataset]:
     if self.evaluation_clips is None:
@@ -211,25 +265,36 @@ class Experiment:
         self.evaluation_clips(), batch_size, self.evaluation_frames, self.evaluation_max_clips
     )
 
+  def dedicated_dataset_fn(self, index: int) -> Optional[DatasetFn]:
+    """Builds one input pipeline's dedicated stream of task `index` from its InputContext."""
+    c = self.tasks[index]
+    if c.dedicated_clips is None:
+      return None
+
+    def dataset_fn(input_context=None):
+      return pipelines.dedicated_dataset(
+          pipelines.read_clips(c.dedicated_clips, input_context),
+          pipelines.per_replica_batch_size(
+              c.batch_size, input_context, f'TaskConfig.batch_size of task {c.task.name!r}'
+          ),
+          c.label_fraction,
+          c.dedicated_frames,
+          seed=self.seed * 1000 + index,
+      )
+
+    return dataset_fn
+
   def setups(self, live: Sequence[str]) -> List[TaskSetup]:
     out = []
     for i, c in enumerate(self.tasks):
-      dedicated = None
-      if c.task.name in live and c.dedicated_clips is not None:
-        dedicated = pipelines.dedicated_dataset(
-            c.dedicated_clips(),
-            c.batch_size,
-            c.label_fraction,
-            c.dedicated_frames,
-            seed=self.seed * 1000 + i,
-        )
       out.append(
           TaskSetup(
               task=c.task,
               optimizer=c.optimizer,
-              dedicated=dedicated,
+              dedicated=self.dedicated_dataset_fn(i) if c.task.name in live else None,
               consistency_weight=c.consistency_weight,
               strategy=c.strategy,
+              jit_compile=c.jit_compile,
           )
       )
     return out
@@ -242,6 +307,8 @@ class Experiment:
       hooks: Sequence = (),
   ) -> Trainer:
     """Builds the trainer of `live` tasks (default: all, i.e. collective mode)."""
+    if self.deterministic:
+      tf.config.experimental.enable_op_determinism()
     tf.keras.utils.set_random_seed(self.seed)
     live = list(live) if live is not None else self.task_names
     for name in live:
@@ -260,7 +327,7 @@ class Experiment:
         relation_weights={
             k: v for k, v in self.relation_weights.items() if k in {r.name for r in relations}
         },
-        mediator=self.mediator_dataset() if relations else None,
+        mediator=self.mediator_dataset_fn() if relations else None,
         peer_source_factory=factory,
         peer_gradients=self.peer_gradients,
         schedule=self.schedule,

@@ -19,7 +19,7 @@ import dataclasses
 import json
 import math
 import os
-from typing import Callable, Dict, Mapping, Optional, Sequence
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -30,6 +30,9 @@ from taskology_tf.tasks.base import Task
 from taskology_tf.tasks.base import to_float_image
 from taskology_tf.training import summaries
 from taskology_tf.training.peers import PeerSource
+
+# Builds one input pipeline's dataset from its tf.distribute.InputContext (None: the only one).
+DatasetFn = Callable[[Optional[tf.distribute.InputContext]], tf.data.Dataset]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,17 +47,21 @@ class TaskSetup:
     task: the task.
     optimizer: a factory returning a fresh tf_keras optimizer (with its own learning rate or
       schedule); called under the task's strategy scope.
-    dedicated: endless dataset of labelled batches for this task, or None (self-supervised).
+    dedicated: builds one input pipeline's endless stream of labelled batches (its shard, in
+      per-replica batches) from a tf.distribute.InputContext (None when there is one pipeline);
+      None for a self-supervised task.
     consistency_weight: c_i, multiplies every relation loss in this task's objective when
       peer_gradients is False (each distributed trainer has its own).
     strategy: a factory returning this task's tf.distribute strategy (None: default).
+    jit_compile: compile the training step with XLA.
   """
 
   task: Task
   optimizer: Callable[[], keras.optimizers.Optimizer]
-  dedicated: Optional[tf.data.Dataset] = None
+  dedicated: Optional[DatasetFn] = None
   consistency_weight: float = 1.0
   strategy: Optional[Callable[[], tf.distribute.Strategy]] = None
+  jit_compile: bool = False
 
 
 @dataclasses.dataclass
@@ -79,6 +86,20 @@ class LoopConfig:
   keep_checkpoints: int = 3
   eval_every: int = 0
 
+  def __post_init__(self):
+    for name, low in (
+        ('num_steps', 1),
+        ('log_every', 1),
+        ('summary_every', 1),
+        ('image_every', 0),
+        ('checkpoint_every', 1),
+        ('keep_checkpoints', 1),
+        ('eval_every', 0),
+    ):
+      value = getattr(self, name)
+      if not isinstance(value, int) or value < low:
+        raise ValueError(f'LoopConfig.{name} must be an integer >= {low}, got {value!r}')
+
 
 class _Counter(tf.Module):
   """Batches drawn from one dataset, checkpointed so a resumed run continues the same stream."""
@@ -88,25 +109,15 @@ class _Counter(tf.Module):
     self.value = tf.Variable(0, dtype=tf.int64, trainable=False, name='batches_drawn')
 
 
-def _shard_for_replica(tensors):
-  """Slices each tensor's batch dimension to this replica's share (data parallelism).
-
-  Every replica receives the whole global batch (identical on every worker, since pipelines
-  are seeded identically) and keeps the slice that belongs to its global replica id.
-  """
-  ctx = tf.distribute.get_replica_context()
-  n = ctx.num_replicas_in_sync
-  if n == 1:
-    return tensors
-  rid = ctx.replica_id_in_sync_group
-
-  def shard(x):
-    if x is None:  # No mediator batch or no peers this step.
-      return None
-    per = tf.shape(x)[0] // n
-    return x[rid * per : (rid + 1) * per]
-
-  return tf.nest.map_structure(shard, tensors)
+def _chief_and_worker_name(strategy: tf.distribute.Strategy) -> Tuple[bool, str]:
+  """(is this process the chief, its '<task type>_<task id>') under a multi-worker strategy."""
+  resolver = getattr(strategy, 'cluster_resolver', None)
+  if resolver is None or not resolver.cluster_spec().as_dict():
+    return True, 'chief'
+  task_type, task_id = resolver.task_type, resolver.task_id
+  jobs = resolver.cluster_spec().as_dict()
+  chief = task_type == 'chief' or (task_type == 'worker' and task_id == 0 and 'chief' not in jobs)
+  return chief, f'{task_type}_{task_id}'
 
 
 class Trainer:
@@ -118,8 +129,9 @@ class Trainer:
     live: names of the tasks trained here (all of them in collective mode, one in distributed).
     relations: consistency relations; each is applied when all of its tasks have predictions.
     relation_weights: {relation name: w_r}; relations not named get weight 1.
-    mediator: endless dataset of unlabelled clips (image uint8 [B, T, H, W, 3], intrinsics),
-      or None (no consistency).
+    mediator: builds one input pipeline's endless stream of unlabelled clips (image uint8
+      [B, T, H, W, 3], intrinsics; its shard, per-replica batches) from a
+      tf.distribute.InputContext; None: no consistency.
     peer_source_factory: builds, from the live networks, the source of non-live (or stale)
       peer predictions; None means peers are the live networks themselves (only possible when
       every relation's tasks are all live).
@@ -138,7 +150,7 @@ class Trainer:
       live: Sequence[str],
       relations: Sequence,
       relation_weights: Optional[Mapping[str, float]],
-      mediator: Optional[tf.data.Dataset],
+      mediator: Optional[DatasetFn],
       peer_source_factory: Optional[Callable[[Mapping[str, keras.Model]], PeerSource]],
       peer_gradients: bool,
       schedule: MixingSchedule,
@@ -177,6 +189,7 @@ class Trainer:
     self.run_dir = run_dir
     self.evaluation = evaluation
     self.hooks = list(hooks)
+    self._last_terms, self._last_info, self._last_scalars = {}, {}, {}
 
     strategies = {self.setups[n].strategy for n in self.live}
     if len(self.live) > 1 and any(s is not None for s in strategies):
@@ -186,6 +199,12 @@ class Trainer:
       )
     factory = self.setups[self.live[0]].strategy if len(self.live) == 1 else None
     self.strategy = factory() if factory is not None else tf.distribute.get_strategy()
+    # Multi-worker: every worker runs this same trainer. The chief writes to run_dir (and exports
+    # snapshots); the others keep their own checkpoints and logs under run_dir/<type>_<id>, so
+    # no two workers write the same files.
+    self.is_chief, worker = _chief_and_worker_name(self.strategy)
+    if not self.is_chief:
+      run_dir = self.run_dir = os.path.join(run_dir, worker)
 
     with self.strategy.scope():
       self.models: Dict[str, keras.Model] = {}
@@ -214,6 +233,21 @@ class Trainer:
     }
     if self.mediator is not None:
       self._counters['mediator'] = _Counter('mediator')
+    jit = {self.setups[n].jit_compile for n in self.live}
+    if len(jit) > 1:
+      raise ValueError(
+          'TaskConfig.jit_compile differs between the live tasks '
+          f'{ {n: self.setups[n].jit_compile for n in self.live} }; collective mode trains them '
+          'in one joint step, so set it the same for every task'
+      )
+    self.jit_compile = jit.pop()
+    # The per-replica step is what XLA compiles (as Keras does with jit_compile): the cross-replica
+    # gradient all-reduce inside apply_gradients compiles with it; strategy.run around it does not.
+    self._replica_fn = (
+        tf.function(self._replica_step, jit_compile=True)
+        if self.jit_compile
+        else self._replica_step
+    )
     self._step_fn = tf.function(self._distributed_step)
 
     os.makedirs(run_dir, exist_ok=True)
@@ -307,7 +341,7 @@ class Trainer:
     return total, terms
 
   def _replica_step(self, dedicated, mediator, peers):
-    dedicated, mediator, peers = _shard_for_replica((dedicated, mediator, peers))
+    """One replica's step on its own share of the batch (distribute_datasets_from_function)."""
     variables = {n: self.models[n].trainable_variables for n in self.live}
     with tf.GradientTape() as tape:
       total, terms = self._losses(dedicated, mediator, peers)
@@ -322,7 +356,7 @@ class Trainer:
     return terms
 
   def _distributed_step(self, dedicated, mediator, peers):
-    per_replica = self.strategy.run(self._replica_step, args=(dedicated, mediator, peers))
+    per_replica = self.strategy.run(self._replica_fn, args=(dedicated, mediator, peers))
     return {
         k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
         for k, v in per_replica.items()
@@ -332,13 +366,54 @@ class Trainer:
   # The loop.
 
   def _iterators(self):
-    """Fresh iterators positioned after the batches a restored run had already drawn."""
+    """Fresh distributed iterators positioned after the batches a restored run had drawn.
+
+    Every stream goes through `strategy.distribute_datasets_from_function`: each input pipeline
+    reads its own shard and batches per-replica batches, and a step's replicas take disjoint
+    batches that together make the global batch.
+    """
     its = {}
     for name, counter in self._counters.items():
-      ds = self.mediator if name == 'mediator' else self.setups[name].dedicated
+      fn = self.mediator if name == 'mediator' else self.setups[name].dedicated
       drawn = int(counter.value.numpy())
-      its[name] = iter(ds.skip(drawn) if drawn else ds)
+
+      def dataset_fn(input_context, fn=fn, drawn=drawn):
+        ds = fn(input_context)
+        return ds.skip(drawn) if drawn else ds
+
+      its[name] = iter(self.strategy.distribute_datasets_from_function(dataset_fn))
     return its
+
+  # ----------------------------------------------------------------------------------------------
+  # Per-replica values and this worker's host batch (what peers are asked about).
+
+  def _local_batch(self, value):
+    """This worker's examples of a distributed batch, concatenated in replica order."""
+    parts = self.strategy.experimental_local_results(value)
+    if len(parts) == 1:
+      return parts[0]
+    return tf.nest.map_structure(lambda *xs: tf.concat(xs, axis=0), *parts)
+
+  def _to_replicas(self, structure, like):
+    """Splits host tensors [sum of local batches, ...] back into per-replica values.
+
+    `like` is the distributed mediator batch the structure answers for: replica r gets exactly
+    the rows of the examples replica r consumes, so peer predictions stay aligned with them.
+    """
+    parts = self.strategy.experimental_local_results(like['image'])
+    if len(parts) == 1:
+      return structure
+    sizes = [int(p.shape[0]) for p in parts]
+    offsets = [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+    shares = [
+        tf.nest.map_structure(lambda x, i=i: x[offsets[i] : offsets[i + 1]], structure)
+        for i in range(len(sizes))
+    ]
+    # Local replicas of a worker have consecutive global ids (MultiWorkerMirroredStrategy numbers
+    # worker k's replicas k * n_local .. k * n_local + n_local - 1).
+    return self.strategy.experimental_distribute_values_from_function(
+        lambda ctx: shares[ctx.replica_id_in_sync_group % len(shares)]
+    )
 
   def restore(self) -> int:
     """Restores the latest checkpoint if any; returns the step to continue from."""
@@ -386,33 +461,36 @@ class Trainer:
         pending_mediator = None
         self._counters['mediator'].value.assign_add(1)
         if self.peer_source is not None:
-          peers, info = self.peer_source.predictions(step, mediator)
+          # Peers answer for exactly this worker's examples, then each replica gets its rows.
+          peers, info = self.peer_source.predictions(step, self._local_batch(mediator))
           if peers is None:
             logging.log_every_n_seconds(
                 logging.WARNING,
-                'step %d: peers unavailable (%s); consistency skipped, '
-                'supervised training goes on',
+                'step %d: peers unavailable (%s); consistency skipped, supervised training goes on',
                 30,
                 step,
                 info.get('reason', 'unknown'),
             )
-            info = {**{k: v for k, v in info.items() if k != 'reason'}, 'consistency_skipped': 1.0}
+            info = {
+                **{k: v for k, v in info.items() if k != 'reason'},
+                'consistency_skipped': 1.0,
+            }
             mediator = None
+          else:
+            peers = self._to_replicas(peers, mediator)
           # Look one mediator batch ahead so a remote peer source can start answering it while
           # this step trains (the gRPC peers' prefetch).
           if step + 1 < self.loop.num_steps:
             pending_mediator = next(its['mediator'])
-            self.peer_source.prefetch(step + 1, pending_mediator)
+            self.peer_source.prefetch(step + 1, self._local_batch(pending_mediator))
       if not dedicated and mediator is None:
         self.step.assign_add(1)
         self._after_step(step + 1, {}, info, progress)
         continue
       terms = self._step_fn(dedicated, mediator, peers)
-      terms = {k: float(v) for k, v in terms.items()}
-      self._check_finite(step, terms)
       self.step.assign_add(1)
       if mediator is not None and self.loop.image_every and (step + 1) % self.loop.image_every == 0:
-        self._write_images(step + 1, mediator)
+        self._write_images(step + 1, self._local_batch(mediator))
       self._after_step(step + 1, terms, info, progress)
     if self.peer_source is not None:
       self.peer_source.close()
@@ -425,12 +503,38 @@ class Trainer:
     self.writer.flush()
     return results
 
+  def _host_scalars_due(self, step) -> bool:
+    """Whether the losses of `step` are copied to the host: at the logging and summary cadence,
+    before every checkpoint, and at the end. Other steps never wait on a device-to-host copy."""
+    loop = self.loop
+    return (
+        step % loop.log_every == 0
+        or step % loop.summary_every == 0
+        or step % loop.checkpoint_every == 0
+        or step == loop.num_steps
+    )
+
+  @property
+  def last_scalars(self) -> Dict[str, float]:
+    """What the step that just finished logged (for hooks); copies its losses to the host."""
+    if self._last_scalars is None:
+      self._last_scalars = {
+          **{k: float(v) for k, v in self._last_terms.items()},
+          **self._last_info,
+      }
+    return self._last_scalars
+
   def _after_step(self, step, terms, info, progress):
-    scalars = {**terms, **info}
-    self.last_scalars = scalars  # For hooks: what the step that just finished logged.
-    progress.update(step, scalars, self.loop.log_every)
+    self._last_terms, self._last_info, self._last_scalars = terms, info, None
+    if self._host_scalars_due(step):
+      scalars = self.last_scalars
+      # A NaN anywhere since the last check has reached the weights, so the losses of this
+      # step show it too; checking here (and before every checkpoint) keeps the last good
+      # checkpoint intact.
+      self._check_finite(step - 1, {k: v for k, v in scalars.items() if k in terms})
+      progress.update(step, scalars, self.loop.log_every)
     if step % self.loop.summary_every == 0:
-      self.writer.scalars(step, {**scalars, 'steps_per_second': progress.rate})
+      self.writer.scalars(step, {**self.last_scalars, 'steps_per_second': progress.rate})
       for name in self.live:
         lr = self.optimizers[name].learning_rate
         lr = lr(self.optimizers[name].iterations) if callable(lr) else lr

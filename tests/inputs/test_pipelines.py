@@ -37,7 +37,8 @@ def test_label_fraction_is_nested_and_deterministic():
 
 def test_empty_dedicated_set_is_none():
   assert pipelines.dedicated_dataset(None, 4) is None
-  assert pipelines.dedicated_dataset(_clips(), 4, label_fraction=0.0) is None
+  with pytest.raises(ValueError, match='label_fraction'):
+    pipelines.dedicated_dataset(_clips(), 4, label_fraction=0.0)
 
 
 def test_dedicated_frames_carry_labels_and_selected_frames():

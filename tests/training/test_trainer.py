@@ -136,7 +136,7 @@ def test_stale_copies_hold_old_weights(tmp_path):
       str(tmp_path / 'stale')
   )
   source = trainer.peer_source
-  mediator = next(iter(trainer.mediator))
+  mediator = next(iter(trainer.mediator(None)))
   task = trainer.setups['depth'].task
   live = lambda: task.predict_mediator(trainer.models['depth'], mediator)['depth'].numpy()
   peers, info = source.predictions(0, mediator)
