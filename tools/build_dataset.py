@@ -8,8 +8,20 @@ Usage (from the repository root):
 An existing build of the same config is kept unless --overwrite is given;
 a build whose split sizes differ from the requested ones is an error, so a
 stale dataset is never silently reused.
+
+The video datasets are built from their raw downloads (see WORKSPACE.md, "Datasets"):
+
+  python tools/build_dataset.py --dataset=kitti_raw --manual_dir=RAW_KITTI \
+      --data_dir=./data/tensorflow_datasets [--height=128 --width=416]
+  python tools/build_dataset.py --dataset=cityscapes --manual_dir=RAW_CITYSCAPES \
+      --data_dir=./data/tensorflow_datasets
+
+with a progress bar per split and a summary at the end (examples per split, items skipped
+and why). TFDS writes a build into an `incomplete.*` directory and renames it when complete,
+so a failed or interrupted build is never read as a dataset.
 """
 
+import sys
 import time
 
 from absl import app
@@ -20,7 +32,10 @@ from absl import logging
 # installing the package.
 import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
-KNOWN_DATASETS = ('synthetic_world',)
+KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes')
+# Raw video datasets built from --manual_dir; default output size 128x416 (Gordon et al.).
+VIDEO_DATASETS = ('kitti_raw', 'cityscapes')
+VIDEO_DEFAULT_SIZE = (128, 416)
 
 _DATASET = flags.DEFINE_string(
     'dataset', 'synthetic_world', f'Dataset to build; one of {KNOWN_DATASETS}.'
@@ -38,6 +53,9 @@ _NUM_TEST = flags.DEFINE_integer('num_test', None, 'Test examples (default: per-
 _SEED = flags.DEFINE_integer('seed', 0, 'Base seed of all example seeds.')
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', './data/tensorflow_datasets', 'TFDS data directory to build into.'
+)
+_MANUAL_DIR = flags.DEFINE_string(
+    'manual_dir', None, 'Raw download folder (kitti_raw, cityscapes): see WORKSPACE.md.'
 )
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if the config is already built.')
 
@@ -110,6 +128,64 @@ def build_synthetic_world(
   return ds_builder
 
 
+def build_video_dataset(
+    dataset: str, manual_dir: str, height: int, width: int, data_dir: str, overwrite: bool = False
+):
+  """Builds KITTI raw or Cityscapes from a raw download; returns (builder, summary lines).
+
+  Args:
+    dataset: 'kitti_raw' or 'cityscapes'.
+    manual_dir: the raw download (layouts in each builder's module docstring).
+    height, width: output size.
+    data_dir: TFDS data directory.
+    overwrite: rebuild even if already built.
+
+  Raises:
+    FileNotFoundError: manual_dir does not exist.
+    ValueError (RawDataError, CalibrationError): a raw file at fault, named.
+  """
+  import os  # pylint: disable=g-import-not-at-top
+
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  if not manual_dir or not os.path.isdir(manual_dir):
+    raise FileNotFoundError(f'--manual_dir={manual_dir!r} is not a directory (the raw download)')
+  if dataset == 'kitti_raw':
+    from taskology_tf.datasets.kitti_raw import builder as lib  # pylint: disable=g-import-not-at-top
+
+    ds_builder = lib.KittiRaw(config=lib.make_config(height, width), data_dir=data_dir)
+  else:
+    from taskology_tf.datasets.cityscapes import builder as lib  # pylint: disable=g-import-not-at-top
+
+    ds_builder = lib.Cityscapes(config=lib.make_config(height, width), data_dir=data_dir)
+  mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+  reused = ds_builder.is_prepared() and not overwrite
+  if ds_builder.is_prepared() and overwrite:
+    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+  start = time.time()
+  if not reused:
+    logging.info('Building %s %s from %s into %s', dataset, ds_builder.builder_config.name,
+                 manual_dir, ds_builder.data_path)  # fmt: skip
+    ds_builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir, download_mode=mode)
+    )
+  seconds = time.time() - start
+  info = ds_builder.info
+  lines = [
+      f'{dataset} {ds_builder.builder_config.name}: {ds_builder.data_path}'
+      + (' (already built; --overwrite rebuilds)' if reused else f' (built in {seconds:.1f} s)')
+  ]
+  for split, split_info in sorted(info.splits.items()):
+    lines.append(f'  {split}: {split_info.num_examples} examples')
+  skipped = dict(info.metadata.get('skipped', {})) if info.metadata is not None else {}
+  if skipped:
+    lines.append(f'  skipped {sum(skipped.values())} items:')
+    lines.extend(f'    {reason}: {n}' for reason, n in sorted(skipped.items()))
+  else:
+    lines.append('  skipped: none')
+  return ds_builder, lines
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -117,6 +193,18 @@ def main(argv):
     raise app.UsageError(
         f'Unknown --dataset={_DATASET.value!r}; known ' f'datasets: {", ".join(KNOWN_DATASETS)}.'
     )
+  if _DATASET.value in VIDEO_DATASETS:
+    height = _HEIGHT.value if flags.FLAGS['height'].present else VIDEO_DEFAULT_SIZE[0]
+    width = _WIDTH.value if flags.FLAGS['width'].present else VIDEO_DEFAULT_SIZE[1]
+    try:
+      _, lines = build_video_dataset(
+          _DATASET.value, _MANUAL_DIR.value, height, width, _DATA_DIR.value, _OVERWRITE.value
+      )
+    except (FileNotFoundError, ValueError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
+    print('\n'.join(lines))
+    return 0
   domains = ('sim', 'real') if _DOMAIN.value == 'both' else (_DOMAIN.value,)
   for domain in domains:
     built = build_synthetic_world(
@@ -136,7 +224,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   logging.set_verbosity(logging.INFO)
-  app.run(main)
+  app.run(lambda argv: sys.exit(main(argv)))
 
 
 if __name__ == '__main__':

@@ -6,6 +6,7 @@ never builds, so a missing dataset fails fast with the command to build it.
 
 import dataclasses
 import os
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -79,3 +80,86 @@ def load_synthetic_world(
   return builder.as_dataset(
       split=split, shuffle_files=shuffle_files, as_supervised=False, read_config=read_config
   )
+
+
+def video_dataset_build_command(dataset: str, data_dir: str) -> str:
+  """The shell command (run from the repository root) that builds a raw video dataset."""
+  return (
+      f'python tools/build_dataset.py --dataset={dataset} --manual_dir=RAW_{dataset.upper()} '
+      f'--data_dir={data_dir}'
+  )
+
+
+def _load_built(builder, dataset: str, split: str, data_dir: str, input_context=None):
+  """as_dataset of a prepared builder (this input pipeline's even share of `split`)."""
+  if not builder.is_prepared():
+    raise FileNotFoundError(
+        f'{dataset} {builder.builder_config.name!r} is not built: no prepared dataset in '
+        f'{os.fspath(builder.data_path)}. Build it (from the repository root) with:\n  '
+        + video_dataset_build_command(dataset, data_dir)
+    )
+  if input_context is not None and input_context.num_input_pipelines > 1:
+    split = tfds.even_splits(split, input_context.num_input_pipelines)[
+        input_context.input_pipeline_id
+    ]
+  return builder.as_dataset(split=split, shuffle_files=False, as_supervised=False)
+
+
+def load_kitti_raw(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 128,
+    width: int = 416,
+    input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
+  """Loads a built KITTI raw split (see taskology_tf/datasets/kitti_raw/builder.py).
+
+  Args:
+    split: 'train', 'validation', 'test' (the Eigen test frames) or a TFDS slice.
+    data_dir: the TFDS data directory it was built into.
+    height, width: output size of the built config.
+    input_context: this input pipeline's context: returns only its even share of `split`.
+
+  Returns:
+    A dataset of clips (T = 3): 'image' [T, H, W, 3] uint8; 'intrinsics' [3, 3] float32
+    (pixels, rectified camera 2 at H x W); 'depth' [T, H, W, 1] float32 metres (velodyne,
+    middle frame of test clips, 0 = none); 'gt_depth' [GH, GW] float32 metres (full-resolution
+    velodyne ground truth of the middle frame, zero-padded); 'gt_size' [2] int32 (its true
+    rows, columns; 0 when none); 'has_gt' bool; 'original_size' [2] int32; 'frame_indices'
+    [T] int32; 'drive' string; 'scene_seed' int64 (stable clip id).
+
+  Raises:
+    FileNotFoundError: not built; names the directory and the build command.
+  """
+  from taskology_tf.datasets.kitti_raw import builder as kitti  # pylint: disable=g-import-not-at-top
+
+  config = kitti.make_config(height, width)
+  builder = kitti.KittiRaw(config=config, data_dir=data_dir)
+  return _load_built(builder, 'kitti_raw', split, data_dir, input_context)
+
+
+def load_cityscapes(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 128,
+    width: int = 416,
+    input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
+  """Loads a built Cityscapes split (see taskology_tf/datasets/cityscapes/builder.py).
+
+  Returns:
+    A dataset of clips (T = 3): 'image' [T, H, W, 3] uint8 (cropped as Gordon et al.);
+    'intrinsics' [3, 3] float32 (pixels, of the crop at H x W); 'semantics' [T, H, W] uint8
+    (project classes, 255 = ignore or unlabelled frame); 'cityscapes_label' [T, H, W] uint8
+    (19 train ids, 255); 'has_labels' [T] bool; 'depth' [T, H, W, 1] float32 metres (from
+    disparity, 0 = none); 'frame_indices' [T] int32; 'sequence' string; 'scene_seed' int64.
+
+  Raises:
+    FileNotFoundError: not built; names the directory and the build command.
+  """
+  from taskology_tf.datasets.cityscapes import builder as cs  # pylint: disable=g-import-not-at-top
+
+  # The predefined config for the default size; other sizes share its sampling defaults.
+  config = cs.make_config(height, width)
+  builder = cs.Cityscapes(config=config, data_dir=data_dir)
+  return _load_built(builder, 'cityscapes', split, data_dir, input_context)

@@ -25,6 +25,7 @@ from taskology_tf.consistency.dfv import DfvMotionSmoothness
 from taskology_tf.consistency.photometric import PhotometricConsistency
 from taskology_tf.consistency.segmentation_warp import SegmentationWarpConsistency
 from taskology_tf.consistency.smoothness import DepthSmoothness
+from taskology_tf.datasets import clips as video_clips
 from taskology_tf.inputs import pipelines
 from taskology_tf.mtl import methods as mtl_methods
 from taskology_tf.mtl.trainer import MTLExperiment
@@ -71,6 +72,8 @@ for _cls, _module in (
     (mtl_methods.GradDrop, 'taskology_tf.mtl'),
     (mtl_methods.CAGrad, 'taskology_tf.mtl'),
     (mtl_methods.MCLGS, 'taskology_tf.mtl'),
+    (video_clips.kitti_raw_clips, 'taskology_tf.datasets'),
+    (video_clips.cityscapes_clips, 'taskology_tf.datasets'),
     (DfvDepthTask, 'taskology_tf.tasks'),
     (DfvMotionTask, 'taskology_tf.tasks'),
     (DfvConsistency, 'taskology_tf.consistency'),

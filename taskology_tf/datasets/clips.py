@@ -1,0 +1,53 @@
+"""Clip sources of the built video datasets, for gin (`@kitti_raw_clips`, `@cityscapes_clips`).
+
+Registered in training/experiment.py. Importing this module does not import TFDS (the
+loaders are imported when a source is called), so experiments that never read these datasets
+do not pay for it. Each source takes an `input_context` and returns only that input
+pipeline's even share of the split (read-time sharding, see inputs/pipelines.py).
+"""
+
+from typing import Optional
+
+import tensorflow as tf
+
+DEFAULT_DATA_DIR = 'data/tensorflow_datasets'
+
+
+def kitti_raw_clips(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 128,
+    width: int = 416,
+    input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
+  """KITTI raw Eigen-split clips: `loader.load_kitti_raw` (features documented there).
+
+  Args:
+    split: 'train', 'validation', 'test' (Eigen test frames, with velodyne ground truth).
+    data_dir: TFDS data directory built by `tools/build_dataset.py --dataset=kitti_raw`.
+    height, width: the built output size.
+    input_context: this input pipeline's context (None: the whole split).
+  """
+  from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
+
+  return loader.load_kitti_raw(split, data_dir, height, width, input_context)
+
+
+def cityscapes_clips(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 128,
+    width: int = 416,
+    input_context: Optional[tf.distribute.InputContext] = None,
+) -> tf.data.Dataset:
+  """Cityscapes sequence clips: `loader.load_cityscapes` (features documented there).
+
+  Args:
+    split: 'train', 'validation' or 'test'.
+    data_dir: TFDS data directory built by `tools/build_dataset.py --dataset=cityscapes`.
+    height, width: the built output size.
+    input_context: this input pipeline's context (None: the whole split).
+  """
+  from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
+
+  return loader.load_cityscapes(split, data_dir, height, width, input_context)
