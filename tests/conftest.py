@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny synthetic world built once per test session."""
 
 import os
+import socket
 
 import pytest
 
@@ -26,3 +27,19 @@ def tiny_world(tmp_path_factory):
     )
     sw_builder.SyntheticWorld(config=config, data_dir=data_dir).download_and_prepare()
   return data_dir
+
+
+@pytest.fixture
+def dead_port():
+  """A loopback port that refuses connections for the whole test, and no one else can take.
+
+  The socket is bound but never listens, so a client's connect is refused at once; holding it
+  (instead of binding, closing and handing the number on) keeps another process from starting
+  a server there mid-test. Servers in tests bind port 0 themselves and report the port they got.
+  """
+  sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+  sock.bind(('127.0.0.1', 0))
+  try:
+    yield sock.getsockname()[1]
+  finally:
+    sock.close()

@@ -20,6 +20,7 @@ takes overrides through --grpc_channel_arguments, which we honour too) and
 """
 
 import signal
+import sys
 import threading
 
 from absl import app
@@ -95,10 +96,15 @@ def _read_config():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError('Unexpected arguments: %s' % ' '.join(argv[1:]))
-  config = _read_config()
-  credentials = None
-  if FLAGS.ssl_config_file:
-    credentials = server_lib.load_ssl_config_file(FLAGS.ssl_config_file)
+  try:
+    config = _read_config()
+    credentials = None
+    if FLAGS.ssl_config_file:
+      credentials = server_lib.load_ssl_config_file(FLAGS.ssl_config_file)
+  except (FileNotFoundError, ValueError) as e:
+    # One line naming the file and the problem, not a traceback (the messages name the file).
+    print(f'error: {e}'.replace('\n', ' '), file=sys.stderr)
+    return 2
   server = server_lib.ModelServer(
       config,
       port=FLAGS.port,
@@ -147,7 +153,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  app.run(lambda argv: sys.exit(main(argv)))
 
 
 if __name__ == '__main__':

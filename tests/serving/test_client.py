@@ -1,6 +1,5 @@
 """Tests for taskology_tf.serving.client: results, staleness, retries, restarts, prefetch."""
 
-import socket
 import threading
 import time
 
@@ -14,13 +13,6 @@ from taskology_tf.serving import server as server_lib
 from tests.serving.test_export import export_affine
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def _free_port():
-  """A loopback port nothing listens on (bound then released)."""
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-    sock.bind(('127.0.0.1', 0))
-    return sock.getsockname()[1]
 
 
 def _server(base_path, port=0):
@@ -121,8 +113,8 @@ def test_no_versions_yet(tmp_path):
     server.stop()
 
 
-def test_no_server_fails_in_bounded_time():
-  target = '127.0.0.1:%d' % _free_port()
+def test_no_server_fails_in_bounded_time(dead_port):
+  target = '127.0.0.1:%d' % dead_port
   with client_lib.PeerClient(
       target, 'depth', retries=2, backoff_seconds=0.05, timeout_seconds=2.0
   ) as client:
@@ -166,8 +158,8 @@ def test_server_killed_and_restarted_on_same_port(served):
       restarted.stop()
 
 
-def test_wait_until_ready_without_server_returns_false():
-  with client_lib.PeerClient('127.0.0.1:%d' % _free_port(), 'depth') as client:
+def test_wait_until_ready_without_server_returns_false(dead_port):
+  with client_lib.PeerClient('127.0.0.1:%d' % dead_port, 'depth') as client:
     assert not client.wait_until_ready(0.5)
 
 
