@@ -21,9 +21,9 @@ import sys
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 
+import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
 flags.DEFINE_string(
@@ -196,7 +196,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

@@ -24,7 +24,6 @@ import statistics
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 import tensorflow as tf
 
@@ -134,7 +133,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  taskology_tf_tools.run_app(main, __name__)
 
 
 if __name__ == '__main__':

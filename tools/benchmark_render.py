@@ -14,7 +14,6 @@ match "one core" exactly; numpy here is single-threaded anyway.
 
 import time
 
-from absl import app
 from absl import flags
 
 from taskology_tf.datasets.synthetic_world import render
@@ -88,7 +87,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  taskology_tf_tools.run_app(main, __name__)
 
 
 if __name__ == '__main__':

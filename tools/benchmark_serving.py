@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 
-from absl import app
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -214,7 +213,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(main)
+  taskology_tf_tools.run_app(main, __name__)
 
 
 if __name__ == '__main__':

@@ -28,9 +28,10 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import taskology_tf_tools
+
 # Make `python tools/build_dataset.py` work from the repository root without
 # installing the package.
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
 KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes')
 # Raw video datasets built from --manual_dir; default output size 128x416 (Gordon et al.).
@@ -224,7 +225,7 @@ def main(argv):
 def run():
   """Console-script entry point."""
   logging.set_verbosity(logging.INFO)
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

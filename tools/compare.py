@@ -26,6 +26,7 @@ from taskology_tf.training.results import peer_staleness
 from taskology_tf.training.results import staleness_summary
 from taskology_tf.training.results import summarize
 from taskology_tf.training.results import to_markdown
+import taskology_tf_tools
 
 flags.DEFINE_multi_string('config', [], 'NAME=GIN_FILE[,GIN_FILE...]; repeat per config.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Bindings applied to every run.')
@@ -207,7 +208,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

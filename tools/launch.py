@@ -26,6 +26,7 @@ from absl import flags
 
 from taskology_tf.training import distributed
 from taskology_tf.training import experiment as experiment_lib
+import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s) of the experiment.')
@@ -229,7 +230,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 
 import gin
+import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 from taskology_tf_tools import REPO_ROOT
 
@@ -245,7 +246,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,6 @@ import json
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 
 import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
@@ -72,7 +71,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

@@ -153,7 +153,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

@@ -13,7 +13,6 @@ import os
 import shlex
 import sys
 
-from absl import app
 from absl import flags
 
 from taskology_tf.training import results
@@ -104,7 +103,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':

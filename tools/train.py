@@ -15,6 +15,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s), applied in order.')
@@ -60,7 +61,7 @@ def main(argv):
 
 def run():
   """Console-script entry point."""
-  app.run(lambda argv: sys.exit(main(argv)))
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == '__main__':
