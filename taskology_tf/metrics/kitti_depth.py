@@ -46,9 +46,9 @@ def garg_crop_mask(height: int, width: int) -> np.ndarray:
 
 def resize_depth(depth: np.ndarray, height: int, width: int) -> np.ndarray:
   """Bilinear resize (half-pixel centres, as cv2.INTER_LINEAR) of [h, w] depth -> [H, W]."""
+  if np.shape(depth) == (height, width):
+    return np.asarray(depth, np.float64)
   depth = np.asarray(depth, np.float32)
-  if depth.shape == (height, width):
-    return depth
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   out = tf.image.resize(depth[None, :, :, None], [height, width], method='bilinear')
