@@ -1,0 +1,316 @@
+"""Hand-built goldens for the DfVitW losses (taskology_tf/consistency/dfv.py)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from taskology_tf.consistency import dfv
+from taskology_tf.geometry import transforms
+
+H, W = 8, 10
+F = 20.0  # focal length, pixels
+
+
+def _k(n=1):
+  k = np.array([[F, 0.0, (W - 1) / 2], [0.0, F, (H - 1) / 2], [0.0, 0.0, 1.0]], np.float32)
+  return tf.constant(np.tile(k[None], (n, 1, 1)))
+
+
+def _texture(n=1, seed=0):
+  return tf.constant(np.random.default_rng(seed).uniform(0, 1, (n, H, W, 3)), tf.float32)
+
+
+def _eye(n=1):
+  return tf.eye(3, batch_shape=[n])
+
+
+def _const_field(t, n=1):
+  return tf.constant(np.broadcast_to(np.asarray(t, np.float32), (n, H, W, 3)).copy())
+
+
+def test_transform_depth_map_pure_translation_shifts_by_f_t_over_d():
+  # Constant depth d, translation (tx, 0, 0): u2 = u1 + f tx / d, v2 = v1, z2 = d.
+  d, tx = 4.0, 0.4  # shift = 20 * 0.4 / 4 = 2 pixels.
+  depth = tf.fill([1, H, W, 1], d)
+  pixels, z, valid = dfv.transform_depth_map(depth, _eye(), _const_field([tx, 0, 0]), _k())
+  u, v = np.meshgrid(np.arange(W), np.arange(H))
+  inside = u + 2 <= W - 1
+  np.testing.assert_allclose(pixels[0, ..., 0].numpy()[inside], (u + 2)[inside], atol=1e-4)
+  np.testing.assert_allclose(pixels[0, ..., 1].numpy(), v, atol=1e-4)
+  np.testing.assert_allclose(z.numpy(), d, atol=1e-5)
+  # The two right-most columns land outside frame 2: invalid (and clamped onto the edge).
+  np.testing.assert_array_equal(valid[0, ..., 0].numpy(), inside.astype(np.float32))
+  assert float(tf.reduce_max(pixels[..., 0])) <= W - 1
+
+
+def test_identical_frames_zero_motion_give_zero_rgb_and_ssim_error():
+  # Zero motion: every frame-1 pixel lands on itself with its own depth d1 = 5. Frame 2's depth
+  # is 5.001, so every pixel is (just) closer to the camera and counts. The frames are equal,
+  # so RGB error = 0 and SSIM = 1 (c1 = inf: (2 s_xy + c2) / (s_x + s_y + c2) with s_xy = s_x =
+  # s_y) -> (1 - SSIM) / 2 = 0; the depth error is the mean |5.001 - 5| over all pixels = 0.001.
+  image = _texture()
+  pixels, z, valid = dfv.transform_depth_map(
+      tf.fill([1, H, W, 1], 5.0), _eye(), _const_field([0, 0, 0]), _k()
+  )
+  out = dfv.rgbd_consistency_loss(pixels, z, valid, image, tf.fill([1, H, W, 1], 5.001), image)
+  assert float(tf.reduce_mean(out['frame1_closer_to_camera'])) == 1.0
+  assert float(out['rgb_error']) == pytest.approx(0.0, abs=1e-6)
+  assert float(out['ssim_error']) == pytest.approx(0.0, abs=1e-5)
+  assert float(out['depth_error']) == pytest.approx(0.001, abs=2e-6)
+
+
+def test_translated_camera_reconstructs_the_shifted_frame():
+  # Camera translation tx = 0.4 at depth 4 moves the scene 2 px right: I2[:, u + 2] = I1[:, u].
+  # Resampling frame 2 where frame-1 pixels land gives I1 back on the valid columns, so
+  # RGB error = 0; depth error = 1e-3 * (W - 2) / W (frame 2 is 1e-3 farther, 2 columns invalid).
+  i1 = _texture(seed=3).numpy()
+  i2 = np.zeros_like(i1)
+  i2[:, :, 2:] = i1[:, :, :-2]
+  i2[:, :, :2] = 0.5
+  pixels, z, valid = dfv.transform_depth_map(
+      tf.fill([1, H, W, 1], 4.0), _eye(), _const_field([0.4, 0, 0]), _k()
+  )
+  out = dfv.rgbd_consistency_loss(
+      pixels, z, valid, tf.constant(i1), tf.fill([1, H, W, 1], 4.001), tf.constant(i2)
+  )
+  assert float(out['rgb_error']) == pytest.approx(0.0, abs=1e-5)
+  assert float(out['depth_error']) == pytest.approx(1e-3 * (W - 2) / W, rel=2e-3)
+
+
+def test_occluded_pixel_is_excluded():
+  # Zero motion, frame 2 at depth 5.001 everywhere. Pixel p = (2, 3) of frame 1 is at depth 9:
+  # moved there it lies behind frame 2's surface (9 > 5.001), i.e. occluded, so it is dropped
+  # from RGB and depth error although its colour differs by 0.7 in every channel. A second
+  # pixel q = (5, 6) at depth 2 (closer) with the same colour change is counted:
+  # rgb_error = 3 * 0.7 / (H W 3) = 0.7 / (H W);
+  # depth_error = ((H W - 2) * 0.001 + |5.001 - 2|) / (H W).
+  image = _texture(seed=4).numpy()
+  image2 = image.copy()
+  for r, c in ((2, 3), (5, 6)):
+    image2[0, r, c] = np.clip(image[0, r, c], 0, 0.3) + 0.7
+    image[0, r, c] = np.clip(image[0, r, c], 0, 0.3)
+  depth1 = np.full([1, H, W, 1], 5.0, np.float32)
+  depth1[0, 2, 3] = 9.0
+  depth1[0, 5, 6] = 2.0
+  pixels, z, valid = dfv.transform_depth_map(
+      tf.constant(depth1), _eye(), _const_field([0, 0, 0]), _k()
+  )
+  out = dfv.rgbd_consistency_loss(
+      pixels, z, valid, tf.constant(image), tf.fill([1, H, W, 1], 5.001), tf.constant(image2)
+  )
+  closer = out['frame1_closer_to_camera'].numpy()[0, ..., 0]
+  assert closer[2, 3] == 0.0 and closer[5, 6] == 1.0 and closer.sum() == H * W - 1
+  assert float(out['rgb_error']) == pytest.approx(0.7 / (H * W), rel=1e-4)
+  expected_depth = ((H * W - 2) * 0.001 + 3.001) / (H * W)
+  assert float(out['depth_error']) == pytest.approx(expected_depth, rel=1e-3)
+
+
+def test_weighted_ssim_uniform_weight_matches_the_formula():
+  # One 3x3 window, one channel, weight 1: the weighted moments are plain window moments
+  # ((w + eps) / (mean(w) + eps) = 1), and with c1 = inf
+  # SSIM = (2 cov + c2) / (var_x + var_y + c2); loss = clip((1 - SSIM) / 2, 0, 1).
+  rng = np.random.default_rng(5)
+  x = rng.uniform(0, 1, (3, 3))
+  y = rng.uniform(0, 1, (3, 3))
+  cov = (x * y).mean() - x.mean() * y.mean()
+  ssim = (2 * cov + 9e-6) / (x.var() + y.var() + 9e-6)
+  expected = np.clip((1 - ssim) / 2, 0, 1)
+  loss, pooled = dfv.weighted_ssim(
+      tf.constant(x[None, :, :, None], tf.float32),
+      tf.constant(y[None, :, :, None], tf.float32),
+      tf.ones([1, 3, 3, 1]),
+  )
+  assert loss.shape == [1, 1, 1, 1] and float(pooled[0, 0, 0, 0]) == pytest.approx(1.0)
+  assert float(loss[0, 0, 0, 0]) == pytest.approx(expected, rel=1e-4)
+  with pytest.raises(ValueError, match='both infinite'):
+    dfv.weighted_ssim(
+        tf.ones([1, 3, 3, 1]), tf.ones([1, 3, 3, 1]), tf.ones([1, 3, 3, 1]), c2=np.inf
+    )
+
+
+def test_rotation_then_inverse_has_zero_cycle_error():
+  # (R, t) followed by (R^T, -R^T t): R^T R = I and R^T t - R^T t = 0, so both errors vanish
+  # (the constant fields make the resampling position irrelevant).
+  r = transforms.axis_angle_to_matrix(tf.constant([[0.1, -0.2, 0.05]]))
+  t = np.array([0.3, -0.1, 1.2], np.float32)
+  t_inv = -tf.linalg.matvec(tf.linalg.matrix_transpose(r), t[None]).numpy()[0]
+  rng = np.random.default_rng(6)
+  pixels = tf.constant(
+      np.stack([rng.uniform(0, W - 1, (1, H, W)), rng.uniform(0, H - 1, (1, H, W))], -1), tf.float32
+  )
+  out = dfv.motion_field_consistency_loss(
+      pixels,
+      tf.ones([1, H, W, 1]),
+      r,
+      _const_field(t),
+      tf.linalg.matrix_transpose(r),
+      _const_field(t_inv),
+  )
+  assert float(out['rotation_error']) == pytest.approx(0.0, abs=1e-6)
+  assert float(out['translation_error']) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_repeated_motion_cycle_error_golden():
+  # R1 = R2 = rotation by theta about z: R2 R1 is a rotation by 2 theta, and for a rotation by
+  # phi, |R - I|_F^2 = 4 (1 - cos phi). So the error is 4 (1 - cos 2 theta) / (8 (1 - cos theta))
+  # = 2 cos^2(theta / 2). Translations t1 = t2 = t, R2 = R(theta) applied to t = (0, 0, 1)
+  # (on the axis, so R2 t = t): |R2 t1 + t2|^2 / (|t1|^2 + |t2|^2) = |2t|^2 / (2 |t|^2) = 2,
+  # weighted by the mask's mean (0.5).
+  theta = 0.3
+  r = transforms.axis_angle_to_matrix(tf.constant([[0.0, 0.0, theta]]))
+  mask = np.zeros([1, H, W, 1], np.float32)
+  mask[:, : H // 2] = 1.0
+  field = _const_field([0.0, 0.0, 1.0])
+  out = dfv.motion_field_consistency_loss(
+      tf.zeros([1, H, W, 2]), tf.constant(mask), r, field, r, field
+  )
+  assert float(out['rotation_error']) == pytest.approx(2 * np.cos(theta / 2) ** 2, rel=1e-4)
+  assert float(out['translation_error']) == pytest.approx(2 * 0.5, rel=1e-5)
+
+
+def test_constant_motion_field_has_zero_smoothness():
+  # All cyclic differences vanish: sqrt(1e-24 + 0) = 1e-12.
+  assert float(dfv.motion_field_smoothness(_const_field([0.3, -2.0, 1.0], n=2))) < 1e-9
+  varying = _const_field([0.3, -2.0, 1.0]).numpy()
+  varying[0, 2:5, 3:6] = 0.0
+  assert float(dfv.motion_field_smoothness(tf.constant(varying))) > 1e-3
+
+
+def test_edge_aware_smoothness_golden():
+  # Two identical rows: disparity [1, 1, 3, 3], image columns [0, 0, 1, 1] (all channels).
+  # x-differences of d: [0, -2, 0]; image edge weights exp(-|dI|) = [1, e^-1, 1]; so
+  # mean |dx d w| over 2 x 3 entries = 2 * (2 / e) / 6 = 2 / (3 e); the y-term is 0.
+  disparity = tf.constant(np.tile([[1.0, 1.0, 3.0, 3.0]], (2, 1))[None, :, :, None], tf.float32)
+  image = tf.constant(np.tile([[0.0, 0.0, 1.0, 1.0]], (2, 1))[None, :, :, None] * np.ones(3))
+  value = dfv.edge_aware_smoothness(disparity, tf.cast(image, tf.float32))
+  assert float(value) == pytest.approx(2 / (3 * np.e), rel=1e-5)
+  # Mean normalisation: scaling depth leaves the normalised disparity unchanged.
+  depth = tf.constant(np.random.default_rng(7).uniform(1, 9, (2, H, W, 1)), tf.float32)
+  np.testing.assert_allclose(
+      dfv.mean_normalized_disparity(depth).numpy(),
+      dfv.mean_normalized_disparity(3.0 * depth).numpy(),
+      rtol=1e-5,
+  )
+
+
+def test_movable_mask_and_dilation():
+  labels = np.zeros([1, 20, 20], np.int32)
+  labels[0, 10, 10] = 3  # one car pixel
+  labels[0, 0, 0] = 2  # a building: not movable
+  mask = dfv.movable_mask_from_labels(labels, (3, 4))
+  assert float(tf.reduce_sum(mask)) == 1.0
+  # Dilation by 8 px: a 17 x 17 square around the pixel (rows and columns 2 .. 18).
+  dilated = dfv.dilate_mask(mask, 8).numpy()[0, ..., 0]
+  assert dilated.sum() == 17 * 17 and dilated[2, 2] == 1 and dilated[1, 10] == 0
+  logits = tf.one_hot(labels, 5) * 10.0
+  np.testing.assert_array_equal(dfv.movable_mask_from_logits(logits, (3, 4)).numpy(), mask.numpy())
+  # Eq. 2: T + m * residual.
+  field = dfv.translation_field(
+      tf.constant([[1.0, 0.0, 0.0]]), tf.ones([1, 20, 20, 3]), tf.constant(dilated[None, ..., None])
+  ).numpy()
+  np.testing.assert_allclose(field[0, 10, 10], [2.0, 1.0, 1.0])
+  np.testing.assert_allclose(field[0, 0, 0], [1.0, 0.0, 0.0])
+
+
+# ------------------------------------------------------------------------------------------------
+# The relations, on clips [B, T, ...].
+
+B, T = 2, 3
+
+
+def _clip_inputs(seed=0):
+  """A consistent static clip: constant depth 4, camera moving 0.4 m along x per frame."""
+  rng = np.random.default_rng(seed)
+  base = rng.uniform(0, 1, (B, H, W + 2 * (T - 1), 3)).astype(np.float32)
+  # Frame t sees the texture shifted right by 2 t pixels (f tx / d = 2).
+  frames = np.stack(
+      [base[:, :, 2 * (T - 1) - 2 * t : 2 * (T - 1) - 2 * t + W] for t in range(T)], 1
+  )
+  depth = np.full([B, T, H, W, 1], 4.0, np.float32)
+  zeros = np.zeros([B, T - 1, 3], np.float32)
+  trans = np.tile(np.array([0.4, 0, 0], np.float32), (B, T - 1, 1))
+  motion = {
+      'rotation': zeros,
+      'translation': trans,
+      'residual_translation': np.zeros([B, T - 1, H, W, 3], np.float32),
+      'rotation_backward': zeros,
+      'translation_backward': -trans,
+      'residual_translation_backward': np.zeros([B, T - 1, H, W, 3], np.float32),
+  }
+  batch = {'image': tf.constant(frames), 'intrinsics': _k(B)}
+  return {k: tf.constant(v) for k, v in motion.items()}, tf.constant(depth), batch
+
+
+def test_relation_consistent_clip_and_stale_peer_equals_live():
+  motion, depth, batch = _clip_inputs()
+  relation = dfv.DfvConsistency()
+  live_depth = tf.Variable(depth)
+  with tf.GradientTape(persistent=True) as tape:
+    live_loss, metrics = relation({'depth': {'depth': live_depth}, 'motion': motion}, batch)
+  # Consistent geometry: RGB and cycle errors vanish on the counted pixels.
+  assert float(metrics['rgb_error']) == pytest.approx(0.0, abs=1e-5)
+  assert float(metrics['rotation_error']) == pytest.approx(0.0, abs=1e-6)
+  assert float(metrics['translation_error']) == pytest.approx(0.0, abs=1e-6)
+  grad = tape.gradient(live_loss, live_depth)
+  assert grad is not None and np.all(np.isfinite(grad.numpy()))
+  # A stale peer's depth (a constant) gives exactly the same loss.
+  stale_loss, _ = relation(
+      {'depth': {'depth': tf.constant(depth.numpy())}, 'motion': motion}, batch
+  )
+  assert float(stale_loss) == float(live_loss)
+  # Perturbed motion: the loss grows and its gradient reaches the motion.
+  wrong = dict(motion)
+  wrong_t = tf.Variable(motion['translation'] * 0.5)
+  wrong['translation'] = wrong_t
+  with tf.GradientTape() as tape:
+    wrong_loss, _ = relation({'depth': {'depth': depth}, 'motion': wrong}, batch)
+  assert float(wrong_loss) > float(live_loss)
+  g = tape.gradient(wrong_loss, wrong_t)
+  assert g is not None and float(tf.reduce_sum(tf.abs(g))) > 0
+
+
+def test_relation_learned_intrinsics_equal_given_ones():
+  motion, depth, batch = _clip_inputs(seed=1)
+  given, _ = dfv.DfvConsistency()({'depth': {'depth': depth}, 'motion': motion}, batch)
+  learned_motion = dict(motion)
+  learned_motion['intrinsics'] = tf.tile(_k(B)[:, None], [1, T - 1, 1, 1])
+  relation = dfv.DfvConsistency(learned_intrinsics=True)
+  preds = {'depth': {'depth': depth}, 'motion': learned_motion}
+  learned, _ = relation(preds, {'image': batch['image'], 'intrinsics': tf.zeros([B, 3, 3])})
+  assert float(learned) == pytest.approx(float(given), rel=1e-6)
+  graph = tf.function(lambda p, b: relation(p, b)[0])(preds, batch)
+  assert float(graph) == pytest.approx(float(learned), rel=1e-4, abs=1e-6)
+  with pytest.raises(KeyError, match='learn_intrinsics'):
+    relation({'depth': {'depth': depth}, 'motion': motion}, batch)
+
+
+def test_mask_sources():
+  motion, _, batch = _clip_inputs()
+  # A residual field that is non-zero only where nothing can move: with a movable mask that is
+  # empty there, the total field is the constant background -> smoothness ~0; without a mask
+  # (whole frame) the residual acts and the field is not smooth.
+  residual = np.zeros([B, T - 1, H, W, 3], np.float32)
+  residual[:, :, 2:5, 2:5] = 1.0
+  for key in ('residual_translation', 'residual_translation_backward'):
+    motion[key] = tf.constant(residual)
+  labels = np.zeros([B, T, H, W], np.int32)
+  labels[:, :, H - 1, W - 1] = 3  # a car pixel; dilated by 1 px it stays far from the patch
+  with_labels = dfv.DfvMotionSmoothness(
+      label_key='semantics', movable_classes=(3, 4), foreground_dilation=1
+  )
+  value, _ = with_labels({'motion': motion}, {**batch, 'semantics': tf.constant(labels)})
+  assert float(value) < 1e-9
+  logits = tf.one_hot(labels, 5) * 5.0
+  with_seg = dfv.DfvMotionSmoothness(
+      segmentation_task='segmentation', movable_classes=(3, 4), foreground_dilation=1
+  )
+  assert with_seg.tasks == ('motion', 'segmentation')
+  value, _ = with_seg({'motion': motion, 'segmentation': {'logits': logits}}, batch)
+  assert float(value) < 1e-9
+  whole, _ = dfv.DfvMotionSmoothness()({'motion': motion}, batch)
+  assert float(whole) > 1e-3
+  assert dfv.DfvMotionSmoothness().mask_source == 'none'
+  with pytest.raises(KeyError, match="label_key='semantics'.*strips|label_key='semantics'"):
+    with_labels({'motion': motion}, batch)
+  with pytest.raises(ValueError, match='movable_classes'):
+    dfv.DfvConsistency(segmentation_task='segmentation')

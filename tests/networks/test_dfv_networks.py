@@ -1,0 +1,212 @@
+"""DfVitW networks: randomized layer norm, ResNet-18 U-Net depth net, motion-field net."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from taskology_tf.networks import dfv_depth
+from taskology_tf.networks import dfv_motion
+from taskology_tf.networks import randomized_layer_norm as rln
+
+H, W = 16, 24
+
+
+def _layer_norm_numpy(x, gamma, beta, epsilon=1e-3):
+  """Per-example, per-channel normalisation over H, W: (x - mu) / sqrt(var + eps) g + b."""
+  mean = x.mean(axis=(1, 2), keepdims=True)
+  var = x.var(axis=(1, 2), keepdims=True)
+  return (x - mean) / np.sqrt(var + epsilon) * gamma + beta
+
+
+def _norm_layer(step_value):
+  step = tf.Variable(step_value, dtype=tf.int64, trainable=False)
+  layer = rln.RandomizedLayerNormalization(rln.StepReference(step))
+  x = np.random.default_rng(0).normal(2.0, 3.0, (2, 5, 7, 4)).astype(np.float32)
+  layer(x)  # Build.
+  layer.gamma.assign([0.5, 1.0, 2.0, -1.0])
+  layer.beta.assign([0.0, 1.0, -2.0, 0.5])
+  return layer, step, x
+
+
+def test_randomized_layer_norm_is_layer_norm_at_zero_noise_and_inference():
+  layer, step, x = _norm_layer(0)
+  expected = _layer_norm_numpy(x, layer.gamma.numpy(), layer.beta.numpy())
+  # Step 0: stddev 0.5 * (0 / 10000)^2 = 0, so the noise factors are exactly 1.
+  np.testing.assert_allclose(layer(x, training=True).numpy(), expected, rtol=1e-4, atol=1e-4)
+  # Inference ignores the noise whatever the step.
+  step.assign(50000)
+  np.testing.assert_allclose(layer(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-4)
+  # ... while training at a ramped-up step perturbs the moments.
+  noisy = layer(x, training=True).numpy()
+  assert np.abs(noisy - expected).max() > 1e-2
+
+
+@pytest.mark.parametrize(
+    'step, expected',
+    [
+        (0, 0.0),  # 0.5 * 0^2
+        (2500, 0.5 * 0.25**2),  # 0.5 * (2500 / 10000)^2 = 0.03125
+        (5000, 0.125),  # 0.5 * 0.5^2
+        (30000, 0.5),  # capped: 0.5 * min(3, 1)^2
+    ],
+)
+def test_noise_ramp(step, expected):
+  assert float(rln.noise_stddev(step)) == pytest.approx(expected, abs=1e-7)
+  layer, _, _ = _norm_layer(step)
+  assert float(layer.current_stddev()) == pytest.approx(expected, abs=1e-7)
+
+
+def test_noise_spread_follows_the_ramp():
+  # Input x = mean-free unit-variance pattern + c (one channel), gamma 1, beta 0. With factors
+  # f_m (mean) and f_v (variance), out = (x - c f_m) / sqrt(f_v + eps); at a pixel where the
+  # pattern is 0 the output is c (1 - f_m) / sqrt(f_v + eps), so its spread grows with the
+  # noise stddev: ~0 at step 0, small at step 2500 (s = 0.031), large at 10000 (s = 0.5).
+  pattern = np.array([[-1.0, 0.0, 1.0]], np.float32)  # mean 0, variance 2/3 over 3 pixels.
+  x = np.tile((pattern / np.sqrt(2 / 3) + 10.0)[None, :, :, None], (256, 1, 1, 1))
+  spreads = []
+  for step_value in (0, 2500, 10000):
+    step = tf.Variable(step_value, dtype=tf.int64)
+    layer = rln.RandomizedLayerNormalization(rln.StepReference(step), epsilon=0.0)
+    out = layer(x, training=True).numpy()[:, 0, 1, 0]  # The pixel where the pattern is 0.
+    spreads.append(out.std())
+  assert spreads[0] < 1e-3
+  assert 1e-3 < spreads[1] < spreads[2]
+
+
+@pytest.mark.parametrize('height, width', [(H, W), (48, 64), (128, 416)])
+def test_depth_net_shapes(height, width):
+  model = dfv_depth.build_dfv_depth_net(height, width)
+  depth = model(tf.random.uniform([1, height, width, 3]), training=True)
+  assert depth.shape == [1, height, width, 1]
+  assert float(tf.reduce_min(depth)) > 0.0  # softplus
+  # The decoder's L2 terms (5 upconvs, 5 iconvs, disp1) reach model.losses.
+  assert len(model.losses) == 11
+
+
+def test_depth_net_names_follow_the_reference_and_noise_step_is_one_variable():
+  model = dfv_depth.build_dfv_depth_net(H, W)
+  names = dfv_depth.encoder_variables(model)
+  # conv1 (kernel, gamma, beta) + 8 blocks x (2 convs + 2 norms x 2) + 3 shortcut convs.
+  assert len(names) == 3 + 8 * 6 + 3
+  for key in (
+      'conv1/conv/kernel',
+      'conv1/bn/gamma',
+      'conv3_1/shortcut/kernel',
+      'conv5_2/bn_2/beta',
+  ):
+    assert key in names
+  assert names['conv5_2/conv_2/kernel'].shape == [3, 3, 512, 512]
+  steps = [v for v in model.variables if 'noise_step' in v.name]
+  assert len(steps) == 1 and steps[0] is model.noise_step
+
+
+def _write_reference_checkpoint(path, tensors):
+  """A TF1-style (name-keyed) checkpoint, as the reference's imagenet restorer reads."""
+  names = list(tensors)
+  tf.raw_ops.SaveV2(
+      prefix=path,
+      tensor_names=names,
+      shape_and_slices=[''] * len(names),
+      tensors=[tf.constant(tensors[n]) for n in names],
+  )
+
+
+def test_imagenet_encoder_loads_and_errors_are_clear(tmp_path):
+  model = dfv_depth.build_dfv_depth_net(H, W)
+  rng = np.random.default_rng(1)
+  wanted = dfv_depth.encoder_variables(model)
+  tensors = {
+      'resnet/' + n: rng.normal(size=v.shape.as_list()).astype(np.float32)
+      for n, v in wanted.items()
+  }
+  tensors['resnet/conv1/bn/moving_mean'] = np.zeros([64], np.float32)  # Ignored.
+  path = str(tmp_path / 'imagenet')
+  _write_reference_checkpoint(path, tensors)
+  loaded = dfv_depth.load_imagenet_encoder(model, path, prefix='resnet/')
+  assert len(loaded) == len(wanted)
+  np.testing.assert_array_equal(
+      wanted['conv4_1/conv_2/kernel'].numpy(), tensors['resnet/conv4_1/conv_2/kernel']
+  )
+  with pytest.raises(FileNotFoundError, match='nowhere'):
+    dfv_depth.load_imagenet_encoder(model, str(tmp_path / 'nowhere'))
+  with pytest.raises(ValueError, match='missing name.*conv1/conv/kernel'):
+    dfv_depth.load_imagenet_encoder(model, path)  # Names lack the prefix.
+  bad = dict(tensors)
+  bad['resnet/conv1/conv/kernel'] = np.zeros([3, 3, 3, 64], np.float32)
+  _write_reference_checkpoint(str(tmp_path / 'bad'), bad)
+  with pytest.raises(ValueError, match=r'conv1/conv/kernel: checkpoint \[3, 3, 3, 64\]'):
+    dfv_depth.load_imagenet_encoder(model, str(tmp_path / 'bad'), prefix='resnet/')
+
+
+def test_flip_min_depth():
+  # net(I) = red + column index u: the mirrored pass gives red + (W - 1 - u) after unflipping,
+  # so the combination is red + min(u, W - 1 - u).
+  width = 5
+  image = tf.random.uniform([2, 3, width, 3])
+  ramp = tf.range(width, dtype=tf.float32)[tf.newaxis, tf.newaxis, :, tf.newaxis]
+  out = dfv_depth.flip_min_depth(lambda x: x[..., :1] + ramp, image)
+  expected = image[..., :1] + tf.minimum(ramp, width - 1 - ramp)
+  np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-6)
+
+
+def _rx(a):
+  c, s = np.cos(a), np.sin(a)
+  return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
+
+
+def _ry(a):
+  c, s = np.cos(a), np.sin(a)
+  return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _rz(a):
+  c, s = np.cos(a), np.sin(a)
+  return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+
+def test_matrix_from_angles_is_rx_ry_rz():
+  angles = np.random.default_rng(2).normal(0, 0.5, (5, 3))
+  got = dfv_motion.matrix_from_angles(angles).numpy()
+  for a, r in zip(angles, got):
+    np.testing.assert_allclose(r, _rx(a[0]) @ _ry(a[1]) @ _rz(a[2]), atol=1e-6)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-6)
+
+
+@pytest.fixture(scope='module')
+def motion_net():
+  return dfv_motion.build_dfv_motion_net(H, W, learn_intrinsics=True)
+
+
+def test_motion_net_shapes_and_intrinsics_head(motion_net):
+  a = tf.random.uniform([2, H, W, 3])
+  out = motion_net([a, tf.random.uniform([2, H, W, 3])])
+  assert out['rotation_angles'].shape == [2, 3]
+  assert out['translation'].shape == [2, 3]
+  assert out['residual_translation'].shape == [2, H, W, 3]
+  assert out['intrinsics'].shape == [2, 3, 3]
+  # Zeroed head kernels: focal = softplus(0) * (W, H) = ln 2 (W, H) (zero bias), principal point
+  # = (0 + 0.5) (W, H), the reference's parameterisation.
+  for name in ('intrinsics_foci', 'intrinsics_offsets'):
+    layer = motion_net.get_layer(name)
+    layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+  k = motion_net([a, a])['intrinsics'].numpy()
+  expected = np.array([[np.log(2) * W, 0, 0.5 * W], [0, np.log(2) * H, 0.5 * H], [0, 0, 1]])
+  np.testing.assert_allclose(k[0], expected, rtol=1e-5)
+
+
+def test_motion_scales_start_at_0_01_and_are_floored(motion_net):
+  scales = dfv_motion.scales(motion_net)
+  assert float(scales.rotation_scale) == pytest.approx(0.01)
+  assert float(scales.translation_scale) == pytest.approx(0.01)
+  # The constraint (applied by the optimizer after each update) is relu(v - m) + m = max(v, m).
+  assert float(scales.rotation_scale.constraint(tf.constant(-1.0))) == pytest.approx(0.001)
+  assert float(scales.translation_scale.constraint(tf.constant(0.3))) == pytest.approx(0.3)
+
+
+def test_motion_net_eager_equals_xla(motion_net):
+  a = tf.random.uniform([1, H, W, 3], seed=1)
+  b = tf.random.uniform([1, H, W, 3], seed=2)
+  eager = motion_net([a, b])
+  compiled = tf.function(lambda x, y: motion_net([x, y]), jit_compile=True)(a, b)
+  for key in eager:
+    np.testing.assert_allclose(eager[key].numpy(), compiled[key].numpy(), rtol=1e-4, atol=1e-5)
