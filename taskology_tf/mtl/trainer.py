@@ -113,9 +113,18 @@ class MTLTrainer:
   # --------------------------------------------------------------------------------------------
   # The step.
 
-  def _losses(self, batch, training=True):
+  def _losses(self, batch, training=True, tape=None):
+    """(decoder inputs, weighted losses, scalars). With a `tape`, the decoders read watched
+    stop-gradient copies of the encoder outputs, so dL/d(input) is each decoder's own
+    (partial) gradient: the U-Net's outputs are nested (level k+1 is computed from level k), and
+    the total derivative w.r.t. level k would count the path through level k+1 twice when the
+    combined gradients are back-propagated into the encoder."""
     images = to_float_image(batch['image'])
     features = self.backbone.encoder(images, training=training)
+    if tape is not None:
+      self._encoder_outputs = list(features)
+      features = [tf.stop_gradient(f) for f in features]
+      tape.watch(features)
     outputs = task_outputs(self.backbone, features, {'image': batch['image']}, training)
     losses, metrics = [], {}
     for name in self.task_names:
@@ -131,7 +140,8 @@ class MTLTrainer:
     shared = self.backbone.shared_variables
     heads = {n: self.backbone.task_variables(n) for n in self.task_names}
     with tf.GradientTape(persistent=True) as tape:
-      features, losses, scalars = self._losses(batch)
+      cut = self.method.uses_representation and not isinstance(self.method, methods_lib.EW)
+      features, losses, scalars = self._losses(batch, tape=tape if cut else None)
       total = tf.add_n(losses)
     grads, variables = [], []
     if isinstance(self.method, methods_lib.EW):
@@ -147,7 +157,9 @@ class MTLTrainer:
         head_grads.append(_dense(g[len(features) :], heads[name]))
       stacked = [tf.stack([r[k] for r in rep_grads]) for k in range(len(features))]
       combined = self.method.combine_representation(list(features), stacked, step)
-      grads = _dense(tape.gradient(features, shared, output_gradients=combined), shared)
+      grads = _dense(
+          tape.gradient(self._encoder_outputs, shared, output_gradients=combined), shared
+      )
       variables = list(shared)
       for name, g in zip(self.task_names, head_grads):
         grads += g

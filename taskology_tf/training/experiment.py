@@ -28,6 +28,7 @@ from taskology_tf.consistency.smoothness import DepthSmoothness
 from taskology_tf.datasets import clips as video_clips
 from taskology_tf.inputs import pipelines
 from taskology_tf.mtl import methods as mtl_methods
+from taskology_tf.mtl import nyuv2 as mtl_nyuv2
 from taskology_tf.mtl.trainer import MTLExperiment
 from taskology_tf.tasks.depth import DepthTask
 from taskology_tf.tasks.dfv_depth import DfvDepthTask
@@ -72,6 +73,7 @@ for _cls, _module in (
     (mtl_methods.GradDrop, 'taskology_tf.mtl'),
     (mtl_methods.CAGrad, 'taskology_tf.mtl'),
     (mtl_methods.MCLGS, 'taskology_tf.mtl'),
+    (mtl_nyuv2.nyuv2_clips, 'taskology_tf.mtl'),
     (video_clips.kitti_raw_clips, 'taskology_tf.datasets'),
     (video_clips.cityscapes_clips, 'taskology_tf.datasets'),
     (DfvDepthTask, 'taskology_tf.tasks'),
