@@ -1,0 +1,86 @@
+"""DfVitW tasks: eager == tf.function, output spec, clip structure, SavedModel snapshot serving."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from taskology_tf.serving.export import SnapshotWriter
+from taskology_tf.tasks.dfv_depth import DfvDepthTask
+from taskology_tf.tasks.dfv_motion import DfvMotionTask
+
+H, W = 16, 24
+B, T = 1, 3
+
+
+def _mediator(seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+      'image': tf.constant(rng.integers(0, 255, (B, T, H, W, 3), dtype=np.uint8)),
+      'intrinsics': tf.eye(3, batch_shape=[B]),
+  }
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    'make_task, leading',
+    [
+        (lambda: DfvDepthTask(H, W), [B, T]),
+        (lambda: DfvMotionTask(H, W, learn_intrinsics=True), [B, T - 1]),
+    ],
+    ids=['depth', 'motion'],
+)
+def test_eager_graph_spec_and_snapshot(make_task, leading, tmp_path):
+  task = make_task()
+  model = task.build_network()
+  mediator = _mediator()
+  inputs = task.serving_inputs(mediator)
+  eager = task.call(model, inputs)
+  graph = tf.function(lambda x: task.call(model, x))(inputs)
+  n = leading[0] * leading[1]
+  for key, spec in task.output_spec.items():
+    assert eager[key].shape == [n] + spec.shape.as_list(), key
+    assert eager[key].dtype == spec.dtype
+    np.testing.assert_allclose(eager[key].numpy(), graph[key].numpy(), rtol=1e-4, atol=1e-5)
+  per_clip = task.predict_mediator(model, mediator)
+  for key, spec in task.output_spec.items():
+    assert per_clip[key].shape == leading + spec.shape.as_list(), key
+  # A snapshot in TF Serving's layout whose serving signature answers what the live model does.
+  writer = SnapshotWriter(model, task.serving_function(model), str(tmp_path), task.name)
+  path = writer.write(3)
+  served = tf.saved_model.load(path).signatures['serving_default'](**inputs)
+  assert int(served['snapshot_version']) == 3
+  for key in task.output_spec:
+    np.testing.assert_allclose(served[key].numpy(), eager[key].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_depth_noise_step_advances_once_per_training_pass():
+  task = DfvDepthTask(H, W)
+  model = task.build_network()
+  inputs = task.serving_inputs(_mediator())
+  step = tf.function(lambda x: task.call(model, x, training=True))
+  step(inputs)
+  step(inputs)
+  assert int(model.noise_step.numpy()) == 2
+  task.call(model, inputs, training=False)  # Inference never advances it.
+  assert int(model.noise_step.numpy()) == 2
+  fixed = DfvDepthTask(H, W, advance_noise_step=False)
+  fixed_model = fixed.build_network()
+  fixed.call(fixed_model, inputs, training=True)
+  assert int(fixed_model.noise_step.numpy()) == 0
+
+
+def test_motion_runs_both_frame_orders():
+  # The backward outputs of (a, b) are the network's answer for (b, a): the same as the forward
+  # outputs of the swapped pair.
+  task = DfvMotionTask(H, W)
+  model = task.build_network()
+  rng = np.random.default_rng(1)
+  a = tf.constant(rng.integers(0, 255, (2, H, W, 3), dtype=np.uint8))
+  b = tf.constant(rng.integers(0, 255, (2, H, W, 3), dtype=np.uint8))
+  ab = task.call(model, {'image_a': a, 'image_b': b})
+  ba = task.call(model, {'image_a': b, 'image_b': a})
+  for key in ('rotation', 'translation', 'residual_translation'):
+    np.testing.assert_allclose(ab[f'{key}_backward'].numpy(), ba[key].numpy(), rtol=1e-4, atol=1e-6)
+  assert 'intrinsics' not in ab
+  with pytest.raises(KeyError, match='image_b'):
+    task.call(model, {'image_a': a})
