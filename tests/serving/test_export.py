@@ -66,7 +66,7 @@ def test_layout_cli_and_reload(tmp_path):
       [SAVED_MODEL_CLI, 'show', '--dir', path, '--all'],
       capture_output=True,
       text=True,
-      timeout=120,
+      timeout=600,  # Generous: only a hang should fail this (the CLI imports TF).
       check=True,
   ).stdout
   assert "signature_def['serving_default']" in cli

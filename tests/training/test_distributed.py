@@ -43,7 +43,7 @@ def _clear_gin():
   gin.clear_config()
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
   snapshot_root = str(tmp_path / 'snapshots')
   # A normals peer snapshot at version 0, as the normals trainer would export at its start.
@@ -53,7 +53,7 @@ def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
   config = single_model_config('normals', os.path.join(snapshot_root, 'normals'))
   server = ModelServer(config, port=0, poll_wait_seconds=0.2)
   port = server.start()  # Bound by the server itself; the restart below rebinds this port.
-  server.wait_until_version('normals', 0, timeout=60)
+  server.wait_until_version('normals', 0, timeout=300)
   state = {'server': server}
   log = {}
 
@@ -64,7 +64,7 @@ def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
     if step == 5:
       state['server'] = ModelServer(config, port=port, poll_wait_seconds=0.2)
       state['server'].start()
-      state['server'].wait_until_version('normals', 0, timeout=60)
+      state['server'].wait_until_version('normals', 0, timeout=300)
       # The trainer's channel reconnects by itself within its 1 s backoff cap; waiting for it
       # here makes "step 6's request (sent after this hook) is answered" independent of timing.
       assert trainer.peer_source._clients['normals'].wait_until_ready(60)
@@ -114,7 +114,7 @@ def test_server_outage_skips_then_resumes_consistency(tiny_world, tmp_path):
   ]
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp_path, dead_port):
   run_dir = str(tmp_path / 'depth')
   cmd = [
@@ -179,7 +179,7 @@ def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp
   assert int(optimizer.iterations.numpy()) == saved_step + 2
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1200)
 def test_grpc_peers_train_exactly_like_in_process_peers(tiny_world, tmp_path):
   """The wire path changes nothing: a depth trainer fed normals over gRPC takes the same steps
   as one fed the same normals network in-process (a frozen copy)."""
@@ -196,7 +196,7 @@ def test_grpc_peers_train_exactly_like_in_process_peers(tiny_world, tmp_path):
       poll_wait_seconds=0.2,
   )
   port = server.start()
-  server.wait_until_version('normals', 0, timeout=60)
+  server.wait_until_version('normals', 0, timeout=300)
   try:
     remote = distributed.build_task_trainer(
         experiment,
