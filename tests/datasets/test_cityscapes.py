@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 from taskology_tf.datasets import loader
 from taskology_tf.datasets import raw_io
 from taskology_tf.datasets.cityscapes import builder as cs
+from taskology_tf.inputs import pipelines
 from tests.datasets import fixtures
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -176,6 +177,11 @@ def test_loader_reads_the_build(built):
   assert ds.element_spec['semantics'] == tf.TensorSpec([3, 16, 52], tf.uint8)
   with pytest.raises(FileNotFoundError, match='build_dataset.py --dataset=cityscapes'):
     loader.load_cityscapes('validation', data_dir=data_dir)
+  # The project's pipelines consume the clips unchanged.
+  mediator = next(iter(pipelines.mediator_dataset(ds, batch_size=2)))
+  assert set(mediator) == {'image', 'intrinsics'} and mediator['image'].shape == (2, 3, 16, 52, 3)
+  frames = next(iter(pipelines.evaluation_dataset(ds, batch_size=6)))
+  assert frames['semantics'].shape == (6, 16, 52) and frames['depth'].shape == (6, 16, 52, 1)
 
 
 # Bad input.

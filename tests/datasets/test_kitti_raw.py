@@ -13,6 +13,7 @@ from taskology_tf.datasets import raw_io
 from taskology_tf.datasets.kitti_raw import builder as kitti
 from taskology_tf.datasets.kitti_raw import calibration
 from taskology_tf.geometry import camera
+from taskology_tf.inputs import pipelines
 from tests.datasets import fixtures
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -221,6 +222,12 @@ def test_loader_and_gin_clip_source_read_the_build(built):
   assert len(shard) in (1, 2)
   with pytest.raises(FileNotFoundError, match='build_dataset.py --dataset=kitti_raw'):
     loader.load_kitti_raw('test', data_dir=data_dir, height=32, width=96)
+  # The project's pipelines consume the clips unchanged: mediator batches (labels dropped)
+  # and evaluation frames (depth labels kept, 0 where there is no velodyne return).
+  mediator = next(iter(pipelines.mediator_dataset(ds, batch_size=2)))
+  assert set(mediator) == {'image', 'intrinsics'} and mediator['image'].shape == (2, 3, 16, 48, 3)
+  frames = next(iter(pipelines.evaluation_dataset(ds, batch_size=3, frames=(1,))))
+  assert frames['depth'].shape == (2, 16, 48, 1) and float(tf.reduce_max(frames['depth'])) > 9
 
 
 # ---------------------------------------------------------------------------------------------
