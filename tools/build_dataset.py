@@ -58,6 +58,12 @@ _DATA_DIR = flags.DEFINE_string(
 _MANUAL_DIR = flags.DEFINE_string(
     'manual_dir', None, 'Raw download folder (kitti_raw, cityscapes): see WORKSPACE.md.'
 )
+_FRAME_STEP = flags.DEFINE_integer(
+    'frame_step', 1, "cityscapes: frames between a triplet's frames (struct2depth used 2)."
+)
+_CENTRE_STRIDE = flags.DEFINE_integer(
+    'centre_stride', 2, 'cityscapes: frames between the centres of successive triplets.'
+)
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if the config is already built.')
 
 
@@ -130,7 +136,14 @@ def build_synthetic_world(
 
 
 def build_video_dataset(
-    dataset: str, manual_dir: str, height: int, width: int, data_dir: str, overwrite: bool = False
+    dataset: str,
+    manual_dir: str,
+    height: int,
+    width: int,
+    data_dir: str,
+    overwrite: bool = False,
+    frame_step: int = 1,
+    centre_stride: int = 2,
 ):
   """Builds KITTI raw or Cityscapes from a raw download; returns (builder, summary lines).
 
@@ -140,6 +153,7 @@ def build_video_dataset(
     height, width: output size.
     data_dir: TFDS data directory.
     overwrite: rebuild even if already built.
+    frame_step, centre_stride: Cityscapes triplet sampling (see CityscapesConfig).
 
   Raises:
     FileNotFoundError: manual_dir does not exist.
@@ -158,7 +172,8 @@ def build_video_dataset(
   else:
     from taskology_tf.datasets.cityscapes import builder as lib  # pylint: disable=g-import-not-at-top
 
-    ds_builder = lib.Cityscapes(config=lib.make_config(height, width), data_dir=data_dir)
+    config = lib.make_config(height, width, frame_step, centre_stride)
+    ds_builder = lib.Cityscapes(config=config, data_dir=data_dir)
   mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
   reused = ds_builder.is_prepared() and not overwrite
   if ds_builder.is_prepared() and overwrite:
@@ -199,7 +214,14 @@ def main(argv):
     width = _WIDTH.value if flags.FLAGS['width'].present else VIDEO_DEFAULT_SIZE[1]
     try:
       _, lines = build_video_dataset(
-          _DATASET.value, _MANUAL_DIR.value, height, width, _DATA_DIR.value, _OVERWRITE.value
+          _DATASET.value,
+          _MANUAL_DIR.value,
+          height,
+          width,
+          _DATA_DIR.value,
+          _OVERWRITE.value,
+          _FRAME_STEP.value,
+          _CENTRE_STRIDE.value,
       )
     except (FileNotFoundError, ValueError) as e:
       print(f'error: {e}', file=sys.stderr)

@@ -39,6 +39,8 @@ def cityscapes_clips(
     height: int = 128,
     width: int = 416,
     input_context: Optional[tf.distribute.InputContext] = None,
+    frame_step: int = 1,
+    centre_stride: int = 2,
 ) -> tf.data.Dataset:
   """Cityscapes sequence clips: `loader.load_cityscapes` (features documented there).
 
@@ -47,7 +49,10 @@ def cityscapes_clips(
     data_dir: TFDS data directory built by `tools/build_dataset.py --dataset=cityscapes`.
     height, width: the built output size.
     input_context: this input pipeline's context (None: the whole split).
+    frame_step, centre_stride: the build's triplet sampling (its --frame_step, --centre_stride).
   """
   from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
 
-  return loader.load_cityscapes(split, data_dir, height, width, input_context)
+  return loader.load_cityscapes(
+      split, data_dir, height, width, input_context, frame_step, centre_stride
+  )

@@ -144,8 +144,13 @@ def load_cityscapes(
     height: int = 128,
     width: int = 416,
     input_context: Optional[tf.distribute.InputContext] = None,
+    frame_step: int = 1,
+    centre_stride: int = 2,
 ) -> tf.data.Dataset:
   """Loads a built Cityscapes split (see taskology_tf/datasets/cityscapes/builder.py).
+
+  `frame_step` (frames between a triplet's frames) and `centre_stride` (between triplet
+  centres) name the build, as `--frame_step` / `--centre_stride` of tools/build_dataset.py.
 
   Returns:
     A dataset of clips (T = 3): 'image' [T, H, W, 3] uint8 (cropped as Gordon et al.);
@@ -159,7 +164,6 @@ def load_cityscapes(
   """
   from taskology_tf.datasets.cityscapes import builder as cs  # pylint: disable=g-import-not-at-top
 
-  # The predefined config for the default size; other sizes share its sampling defaults.
-  config = cs.make_config(height, width)
+  config = cs.make_config(height, width, frame_step, centre_stride)
   builder = cs.Cityscapes(config=config, data_dir=data_dir)
   return _load_built(builder, 'cityscapes', split, data_dir, input_context)

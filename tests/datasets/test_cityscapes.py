@@ -260,3 +260,22 @@ def test_snippet_without_camera_is_skipped_and_counted(raw, tmp_path):
   assert ds_builder.info.splits['train'].num_examples == 2
   skipped = dict(ds_builder.info.metadata['skipped'])
   assert skipped['train: snippet without a camera JSON'] == 1
+
+
+def test_struct2depth_frame_step_names_its_own_build(raw, tmp_path):
+  # frame_step 2 (struct2depth's SKIP), centre stride 1: snippet frames 275-280 give centres
+  # 277 and 278 (each needs c - 2 and c + 2): triplets (275, 277, 279) and (276, 278, 280).
+  config = cs.make_config(16, 52, frame_step=2, centre_stride=1, raw_size=(128, 256))
+  assert config.name == '16x52_step2_stride1'
+  ds_builder = cs.Cityscapes(config=config, data_dir=str(tmp_path / 'tfds'))
+  ds_builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=raw))
+  assert [e['frame_indices'].tolist() for e in _examples(ds_builder, 'train')] == [
+      [275, 277, 279],
+      [276, 278, 280],
+  ]
+  ds = loader.load_cityscapes(
+      'train', str(tmp_path / 'tfds'), 16, 52, frame_step=2, centre_stride=1
+  )
+  assert len(list(ds)) == 2
+  with pytest.raises(FileNotFoundError, match='not built'):
+    loader.load_cityscapes('train', str(tmp_path / 'tfds'), 16, 52)  # The default sampling.

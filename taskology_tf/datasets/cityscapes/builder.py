@@ -116,8 +116,16 @@ class CityscapesConfig(tfds.core.BuilderConfig):
   crop_bottom: float = 0.25
 
 
-def config_name(height: int, width: int) -> str:
-  return f'{int(height)}x{int(width)}'
+def config_name(height: int, width: int, frame_step: int = 1, centre_stride: int = 2) -> str:
+  """E.g. '128x416'; non-default sampling is appended ('128x416_step2_stride1').
+
+  The raw size is not part of the name: it must match the raw images, it does not change
+  what an example looks like.
+  """
+  name = f'{int(height)}x{int(width)}'
+  if (int(frame_step), int(centre_stride)) != (1, 2):
+    name += f'_step{int(frame_step)}_stride{int(centre_stride)}'
+  return name
 
 
 def make_config(
@@ -138,7 +146,7 @@ def make_config(
         f'centre_stride {centre_stride}, raw_size {raw_size}'
     )
   return CityscapesConfig(
-      name=config_name(height, width),
+      name=config_name(height, width, frame_step, centre_stride),
       description=f'{height}x{width} crops, frame step {frame_step}.',
       height=int(height),
       width=int(width),
