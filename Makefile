@@ -21,6 +21,11 @@ setup: .venv/.installed
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
+# oneDNN (and TF's oneDNN-backed matrix products) picks kernels by the CPU's instruction set, which
+# changes the last bits of results between CPU models; pinning AVX2 gives every AVX2-or-newer CPU
+# the kernels this README's numbers were made with (README, "Reproducibility").
+demo: export ONEDNN_MAX_CPU_ISA ?= AVX2
+demo: export TF_ENABLE_ONEDNN_OPTS ?= 0
 demo: setup
 	$(PY) -m taskology_tf_tools.build_dataset --dataset=synthetic_world --domain=both --height=48 --width=64 \
 	  --num_train=1000 --num_validation=50 --num_test=100 --data_dir=$(DATA_DIR)
