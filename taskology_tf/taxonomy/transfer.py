@@ -26,7 +26,10 @@ _DOWN = re.compile(r'_down(\d+)_relu1$')
 
 
 def frozen_encoder(model: keras.Model) -> keras.Model:
-  """image [B, H, W, 3] float in [0, 1] -> the U-Net's bottleneck [B, H/2^L, W/2^L, C], frozen."""
+  """image [B, H, W, 3] float in [0, 1] -> the U-Net's bottleneck [B, H/2^L, W/2^L, C], frozen.
+
+  The encoder shares its layers with `model`, so those layers become non-trainable there too.
+  """
   levels = {int(m.group(1)): l for l in model.layers if (m := _DOWN.search(l.name))}
   if not levels:
     raise ValueError(

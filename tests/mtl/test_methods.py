@@ -73,11 +73,11 @@ def test_mgda_three_gradients_match_brute_force():
     assert w.min() >= -1e-6 and abs(w.sum() - 1) < 1e-5
     best = min(
         np.linalg.norm(np.array([a, b, 1 - a - b]) @ g)
-        for a in np.linspace(0, 1, 201)
-        for b in np.linspace(0, 1, 201)
+        for a in np.linspace(0, 1, 101)
+        for b in np.linspace(0, 1, 101)
         if a + b <= 1 + 1e-9
     )
-    assert np.linalg.norm(w @ g) <= best + 1e-3
+    assert np.linalg.norm(w @ g) <= best + 1e-6  # the grid only over-estimates the minimum
 
 
 def test_mgda_rejects_unknown_normalization():

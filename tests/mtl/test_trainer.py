@@ -145,9 +145,9 @@ def test_unknown_method_is_a_gin_error_naming_the_binding(tiny_world):
 MTL_GIN = sorted(glob.glob(os.path.join(REPO_ROOT, 'gin/experiments/synthetic/mtl_*.gin')))
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_every_mtl_gin_parses_and_two_run(tiny_world, tmp_path):
-  """Every shared-encoder gin parses and builds; EW and CAGrad + MCLGS train 2 compiled steps."""
+  """Every shared-encoder gin parses and builds; CAGrad + MCLGS (per-task path) trains 2 steps."""
   bindings = [f"synthetic_world_clips.data_dir = '{tiny_world}'"]
   methods = {}
   try:
@@ -157,7 +157,7 @@ def test_every_mtl_gin_parses_and_two_run(tiny_world, tmp_path):
         continue  # Experiment configs: run by tests/training/test_gin_experiments.py.
       exp = _parse([path, 'gin/tests/tiny.gin'], bindings)
       methods[name] = type(exp.method).__name__
-      if name in ('mtl_ew.gin', 'mtl_cagrad_mclgs.gin'):
+      if name == 'mtl_cagrad_mclgs.gin':
         trainer = exp.build_trainer(str(tmp_path / name))
         results = trainer.train()
         assert int(trainer.step.numpy()) == 2
@@ -181,7 +181,7 @@ def tiny_nyu_loader(split):
   return nyuv2.generated_examples(2, seed=0 if split == 'train' else 1)
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)
 def test_nyuv2_full_scale_gin_runs_two_steps_on_generated_data(tmp_path):
   gin.external_configurable(tiny_nyu_loader, module='tests.mtl')
   try:
