@@ -77,9 +77,9 @@ def _measure(build, warmup=5):
 
 def main(argv):
   del argv
+  import gin
   import tensorflow as tf
 
-  import gin
   from taskology_tf.serving.export import export_snapshot
   from taskology_tf.training import distributed
   from taskology_tf.training import experiment as experiment_lib

@@ -22,8 +22,8 @@ import time
 
 from absl import app
 from absl import flags
-
 import gin
+
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 

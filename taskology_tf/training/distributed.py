@@ -11,6 +11,7 @@ import os
 from typing import Optional
 
 import gin
+
 from taskology_tf.serving.export import SnapshotWriter
 from taskology_tf.training.grpc_peers import GrpcPeers
 from taskology_tf.training.trainer import Trainer

@@ -14,10 +14,10 @@ import dataclasses
 import os
 from typing import Callable, List, Mapping, Optional, Sequence
 
+import gin
 import tensorflow as tf
 import tf_keras as keras
 
-import gin
 from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
 from taskology_tf.consistency.dfv import DfvConsistency
 from taskology_tf.consistency.dfv import DfvDepthSmoothness

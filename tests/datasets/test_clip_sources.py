@@ -1,9 +1,9 @@
 """The gin clip sources of the video datasets, as an experiment's gin file binds them."""
 
+import gin
 import pytest
 import tensorflow as tf
 
-import gin
 from taskology_tf.inputs import pipelines
 from taskology_tf.training import experiment  # noqa: F401  (registers the clip sources)
 from tests.datasets import fixtures

@@ -3,12 +3,12 @@
 import glob
 import os
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-import gin
 from taskology_tf.mtl import methods as m
 from taskology_tf.mtl import nyuv2
 from taskology_tf.mtl.model import SharedBackbone

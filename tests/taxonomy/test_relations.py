@@ -1,8 +1,8 @@
 """Relation proposals from affinities: ranking by hand and a fragment that gin accepts."""
 
+import gin
 import pytest
 
-import gin
 from taskology_tf.taxonomy import relations
 
 # Per target, 4 candidates (2 first-order sources, their pair, full): uniform = 0.25, so a

@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import gin
 from taskology_tf.serving.client import PeerClient
 from taskology_tf.serving.export import export_snapshot
 from taskology_tf.serving.server import ModelServer

@@ -12,9 +12,9 @@ import os
 import subprocess
 import sys
 
+import gin
 import pytest
 
-import gin
 from tests.conftest import REPO_ROOT
 
 EXPERIMENTS = sorted(
