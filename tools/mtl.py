@@ -20,8 +20,8 @@ import time
 from absl import app
 from absl import flags
 from absl import logging
-
 import gin
+
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 from taskology_tf_tools import REPO_ROOT
@@ -32,6 +32,9 @@ flags.DEFINE_string('run_dir', None, 'Directory of one run (checkpoints, summari
 flags.DEFINE_string('table_dir', None, 'Run the whole delta_m table here instead of one run.')
 flags.DEFINE_integer('seeds', 3, 'Seeds per row of the table (0 .. seeds-1).')
 flags.DEFINE_list('rows', [], 'Table rows to run (default: all), e.g. stl,ew,pcgrad.')
+flags.DEFINE_bool(
+    'gather_only', False, 'Table: train nothing, tabulate the finished seeds of every row.'
+)
 flags.DEFINE_integer('parallel', 1, 'Table runs trained at once (separate processes).')
 flags.DEFINE_integer(
     'benchmark_steps', 0, 'Instead: time this many steps of every method, side by side.'
@@ -89,7 +92,7 @@ def _command(tool, gin_file, bindings, seed, run_dir):
   )
 
 
-def run_table(table_dir, seeds, bindings, rows, parallel):
+def run_table(table_dir, seeds, bindings, rows, parallel, gather_only=False):
   """Trains every (row, seed) not finished yet, then writes the delta_m table."""
   from taskology_tf.mtl import delta_m  # pylint: disable=g-import-not-at-top
 
@@ -103,7 +106,7 @@ def run_table(table_dir, seeds, bindings, rows, parallel):
   for seed in range(seeds):
     for name, gin_file, tool in selected:
       run_dir = os.path.join(table_dir, name, f'seed_{seed}')
-      if os.path.exists(os.path.join(run_dir, 'DONE')):
+      if gather_only or os.path.exists(os.path.join(run_dir, 'DONE')):
         continue
       jobs.append((name, seed, run_dir, _command(tool, gin_file, bindings, seed, run_dir)))
   running = []
@@ -147,8 +150,13 @@ def run_table(table_dir, seeds, bindings, rows, parallel):
   for name, _, _ in selected:
     per_row[name] = []
     for seed in range(seeds):
-      with open(os.path.join(table_dir, name, f'seed_{seed}', 'eval_results.json')) as f:
+      run_dir = os.path.join(table_dir, name, f'seed_{seed}')
+      if gather_only and not os.path.exists(os.path.join(run_dir, 'DONE')):
+        continue
+      with open(os.path.join(run_dir, 'eval_results.json')) as f:
         per_row[name].append(json.load(f)['metrics'])
+    if not per_row[name]:
+      del per_row[name]
   command = shlex.join(
       ['python', 'tools/mtl.py', f'--table_dir={table_dir}', f'--seeds={seeds}']
       + [f'--gin_bindings={b}' for b in bindings]
@@ -234,7 +242,14 @@ def main(argv):
         files, FLAGS.gin_bindings, FLAGS.benchmark_steps, FLAGS.benchmark_rounds, FLAGS.output
     )
   if FLAGS.table_dir:
-    run_table(FLAGS.table_dir, FLAGS.seeds, FLAGS.gin_bindings, FLAGS.rows, FLAGS.parallel)
+    run_table(
+        FLAGS.table_dir,
+        FLAGS.seeds,
+        FLAGS.gin_bindings,
+        FLAGS.rows,
+        FLAGS.parallel,
+        FLAGS.gather_only,
+    )
     return 0
   if not FLAGS.run_dir or not FLAGS.gin_file:
     raise app.UsageError(

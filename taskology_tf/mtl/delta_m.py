@@ -113,18 +113,17 @@ def to_markdown(rows, metrics=DEFAULT_METRICS, command: str = '') -> str:
   cols = [f'{t}/{m}' for t, m, _ in metrics]
   arrows = ['↑' if h else '↓' for _, _, h in metrics]
   head = (
-      '| row | delta_m % ↑ | LibMTL Delta_p % ↑ | '
+      '| row | seeds | delta_m % ↑ | LibMTL Delta_p % ↑ | '
       + ' | '.join(f'{c} {a}' for c, a in zip(cols, arrows))
       + ' |'
   )
-  lines = [head, '|---' * (len(cols) + 3) + '|']
+  lines = [head, '|---' * (len(cols) + 4) + '|']
   fmt = lambda ms, d: f'{ms[0]:.{d}f} ± {ms[1]:.{d}f}' if ms[1] == ms[1] else f'{ms[0]:.{d}f}'
   for name, row in rows.items():
-    cells = [fmt(row['delta_m'], 2), fmt(row['delta_p'], 2)]
+    cells = [str(row['seeds']), fmt(row['delta_m'], 2), fmt(row['delta_p'], 2)]
     cells += [fmt(row[c], 4 if row[c][0] < 10 else 2) for c in cols]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
-  seeds = max(r['seeds'] for r in rows.values())
-  prefix = f'Mean ± standard error over {seeds} seeds; delta_m against the STL row.\n\n'
+  prefix = 'Mean ± standard error over seeds; delta_m against the mean of the STL seeds.\n\n'
   if command:
     prefix += f'```\n{command}\n```\n\n'
   return prefix + '\n'.join(lines) + '\n'
