@@ -1,0 +1,156 @@
+"""Waymo-style 3D / BEV AP and APH for one class, computed here (the waymo package's compiled
+metric ops do not load with TF 2.20).
+
+Definitions follow the Waymo Open Dataset detection metrics (Sun et al., CVPR 2020, Sec. 5.1):
+
+- Difficulty: a ground-truth box with more than 5 lidar points is LEVEL_1, with 1..5 points
+  LEVEL_2, with none it is not evaluated. The LEVEL_2 metric scores every box; the LEVEL_1 metric
+  scores LEVEL_1 boxes and ignores LEVEL_2 ones (a prediction matched to an ignored box is
+  neither a true nor a false positive; an unmatched ignored box is no false negative).
+- Per frame and per score cutoff s, the predictions scoring >= s are matched one-to-one to the
+  ground truth by the Hungarian method maximising the summed IoU over pairs with IoU >= the
+  threshold (0.7 for vehicles). Matched: true positives; unmatched predictions: false
+  positives (so duplicates of one object are false positives); unmatched boxes: misses.
+- Precision p(s) = TP / (TP + FP), recall r(s) = TP / (TP + FN), summed over frames. APH uses
+  heading-weighted true positives, each weighted by 1 - min(|dtheta|, 2 pi - |dtheta|) / pi,
+  in both precision and recall.
+- AP = sum_i (r_i - r_{i-1}) max_{j: r_j >= r_i} p_j over the cutoffs' points sorted by
+  recall, from r_0 = 0: the area under the precision envelope.
+"""
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+from scipy import optimize
+
+from taskology_tf.geometry import boxes as boxes_lib
+
+LEVEL_1_MIN_POINTS = 6  # more than 5 points
+DEFAULT_SCORE_CUTOFFS = tuple(np.round(np.arange(100) * 0.01, 2))
+
+
+def difficulty(num_points: np.ndarray) -> np.ndarray:
+  """[K] int: 1 (LEVEL_1, > 5 points), 2 (LEVEL_2, 1..5 points), 0 (not evaluated)."""
+  n = np.asarray(num_points)
+  return np.where(n >= LEVEL_1_MIN_POINTS, 1, np.where(n >= 1, 2, 0))
+
+
+def heading_accuracy(pred_heading: np.ndarray, gt_heading: np.ndarray) -> np.ndarray:
+  """1 - min(|d|, 2 pi - |d|) / pi, d the heading difference wrapped to [0, 2 pi)."""
+  d = np.abs(np.mod(np.asarray(pred_heading) - np.asarray(gt_heading), 2 * np.pi))
+  return 1.0 - np.minimum(d, 2 * np.pi - d) / np.pi
+
+
+def _match(iou: np.ndarray, threshold: float):
+  """Hungarian matching maximising summed IoU over pairs >= threshold -> (rows, cols)."""
+  if iou.size == 0:
+    return np.zeros(0, int), np.zeros(0, int)
+  weight = np.where(iou >= threshold, iou, 0.0)
+  rows, cols = optimize.linear_sum_assignment(-weight)
+  ok = iou[rows, cols] >= threshold
+  return rows[ok], cols[ok]
+
+
+def _ap(precision: np.ndarray, recall: np.ndarray) -> float:
+  order = np.argsort(recall, kind='stable')
+  r, p = recall[order], precision[order]
+  envelope = np.maximum.accumulate(p[::-1])[::-1]
+  prev = np.concatenate([[0.0], r[:-1]])
+  return float(np.sum((r - prev) * envelope))
+
+
+def average_precision(
+    frames: Sequence[Dict[str, np.ndarray]],
+    iou_threshold: float = 0.7,
+    bev: bool = False,
+    score_cutoffs: Sequence[float] = DEFAULT_SCORE_CUTOFFS,
+) -> Dict[str, float]:
+  """AP and APH at LEVEL_1 and LEVEL_2 over frames.
+
+  Args:
+    frames: per frame, 'pred_boxes' [D, 7], 'pred_scores' [D], 'gt_boxes' [K, 7] (vehicle frame),
+      'gt_num_points' [K] int lidar points in each box.
+    iou_threshold: IoU for a true positive (0.7: Waymo vehicles).
+    bev: footprint IoU instead of 3D IoU.
+    score_cutoffs: the score cutoffs s of the precision/recall points.
+
+  Returns:
+    {'LEVEL_1/AP', 'LEVEL_1/APH', 'LEVEL_2/AP', 'LEVEL_2/APH'}: floats in [0, 1].
+  """
+  cutoffs = np.asarray(score_cutoffs, np.float64)
+  per_frame = []
+  for f in frames:
+    pb = np.asarray(f['pred_boxes'], np.float32).reshape(-1, 7)
+    gb = np.asarray(f['gt_boxes'], np.float32).reshape(-1, 7)
+    iou = (
+        boxes_lib.pairwise_iou(pb, gb, bev=bev).numpy()
+        if len(pb) and len(gb)
+        else np.zeros((len(pb), len(gb)))
+    )
+    acc = heading_accuracy(pb[:, None, 6], gb[None, :, 6]) if len(pb) and len(gb) else iou
+    per_frame.append((np.asarray(f['pred_scores']), iou, acc, difficulty(f['gt_num_points'])))
+  out = {}
+  for level in (1, 2):
+    tp = np.zeros(len(cutoffs))
+    tph = np.zeros(len(cutoffs))
+    fp = np.zeros(len(cutoffs))
+    num_gt = 0
+    for scores, iou, acc, diff in per_frame:
+      evaluated = diff > 0
+      scored = evaluated & (diff <= level)  # boxes that count at this level
+      num_gt += int(scored.sum())
+      cols_eval = np.flatnonzero(evaluated)
+      for i, s in enumerate(cutoffs):
+        rows_kept = np.flatnonzero(scores >= s)
+        r, c = _match(iou[np.ix_(rows_kept, cols_eval)], iou_threshold)
+        matched_gt = cols_eval[c]
+        counts = scored[matched_gt]
+        tp[i] += counts.sum()
+        tph[i] += acc[rows_kept[r], matched_gt][counts].sum()
+        # Unmatched predictions are false positives; matches to ignored boxes count as nothing.
+        fp[i] += len(rows_kept) - len(r)
+    if num_gt == 0:
+      out[f'LEVEL_{level}/AP'] = out[f'LEVEL_{level}/APH'] = 0.0
+      continue
+    denom = np.maximum(tp + fp, 1e-12)
+    prec = np.where(tp + fp > 0, tp / denom, 0.0)
+    prec_h = np.where(tp + fp > 0, tph / denom, 0.0)
+    out[f'LEVEL_{level}/AP'] = _ap(prec, tp / num_gt)
+    out[f'LEVEL_{level}/APH'] = _ap(prec_h, tph / num_gt)
+  return out
+
+
+class DetectionEvaluator:
+  """Streaming evaluator of a Detection3DTask: collects frame-0 detections, scores at the end.
+
+  Args:
+    task: the detection task (its `detect` decodes and suppresses).
+    iou_threshold: 0.7 for vehicles.
+  """
+
+  def __init__(self, task, iou_threshold: float = 0.7):
+    self.task = task
+    self.iou_threshold = iou_threshold
+    self.frames: List[Dict[str, np.ndarray]] = []
+
+  def update(self, batch, outputs):
+    boxes, scores, valid = (t.numpy() for t in self.task.detect(outputs, frame=0))
+    gt = batch['gt_boxes'][:, 0].numpy()
+    gt_valid = batch['gt_valid'][:, 0].numpy()
+    npts = batch['gt_num_points'][:, 0].numpy()
+    for b in range(len(boxes)):
+      self.frames.append(
+          dict(
+              pred_boxes=boxes[b][valid[b]],
+              pred_scores=scores[b][valid[b]],
+              gt_boxes=gt[b][gt_valid[b]],
+              gt_num_points=npts[b][gt_valid[b]],
+          )
+      )
+
+  def result(self) -> Dict[str, float]:
+    out = {}
+    for kind, bev in (('3d', False), ('bev', True)):
+      for k, v in average_precision(self.frames, self.iou_threshold, bev).items():
+        out[f'{kind}_{k.replace("/", "_")}'] = np.float32(v)
+    return out

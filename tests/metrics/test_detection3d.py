@@ -1,0 +1,86 @@
+"""Waymo-style AP/APH on hand-computed cases (derivations in the comments)."""
+
+import numpy as np
+import pytest
+
+from taskology_tf.metrics import detection3d as metrics
+
+CAR = [4.0, 2.0, 1.5]
+
+
+def _box(x, y, heading=0.0):
+  return [x, y, 0.75, *CAR, heading]
+
+
+def _frame(preds, scores, gts, points=None):
+  return dict(
+      pred_boxes=np.array(preds, np.float32).reshape(-1, 7),
+      pred_scores=np.array(scores, np.float32),
+      gt_boxes=np.array(gts, np.float32).reshape(-1, 7),
+      gt_num_points=np.array(points if points is not None else [100] * len(gts)),
+  )
+
+
+def test_perfect_detections():
+  gts = [_box(0, 0), _box(10, 5, 1.0)]
+  out = metrics.average_precision([_frame(gts, [0.9, 0.8], gts), _frame([], [], [_box(3, 3)])])
+  # Frame 2's box is missed: recall at most 2/3 with precision 1.
+  assert out['LEVEL_1/AP'] == pytest.approx(2 / 3)
+  out = metrics.average_precision([_frame(gts, [0.9, 0.8], gts)])
+  for v in out.values():
+    assert v == pytest.approx(1.0)
+
+
+def test_false_positive_ranked_first():
+  # Cutoffs <= 0.7: TP 2 FP 1 (p 2/3, r 1); (0.7, 0.8]: TP 1 FP 1 (p 1/2, r 1/2); above: p 0 at
+  # r 0. The envelope is 2/3 at r = 1/2 and r = 1: AP = 1/2 * 2/3 + 1/2 * 2/3 = 2/3.
+  gts = [_box(0, 0), _box(10, 0)]
+  f = _frame([_box(-10, 0), gts[0], gts[1]], [0.9, 0.8, 0.7], gts)
+  assert metrics.average_precision([f])['LEVEL_1/AP'] == pytest.approx(2 / 3)
+
+
+def test_duplicates_are_false_positives():
+  # Preds A 0.9, A' 0.8, B 0.7 for boxes A, B. Cutoffs <= 0.7: TP 2 FP 1 (p 2/3, r 1);
+  # (0.7, 0.8]: TP 1 FP 1 (p 1/2, r 1/2); (0.8, 0.9]: TP 1 FP 0 (p 1, r 1/2).
+  # AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+  a, b = _box(0, 0), _box(10, 0)
+  dup = _box(0.05, 0.0)
+  f = _frame([a, dup, b], [0.9, 0.8, 0.7], [a, b])
+  assert metrics.average_precision([f])['LEVEL_1/AP'] == pytest.approx(5 / 6)
+
+
+def test_heading_off_by_pi_is_a_true_positive_with_aph_zero():
+  gt = _box(0, 0, 0.3)
+  flipped = _box(0, 0, 0.3 + np.pi)
+  out = metrics.average_precision([_frame([flipped], [0.9], [gt])])
+  assert out['LEVEL_1/AP'] == pytest.approx(1.0)
+  assert out['LEVEL_1/APH'] == pytest.approx(0.0)
+  # A quarter turn off: weight 1 - (pi/2)/pi = 1/2 (and a 90-degree turn of a 4x2 box still
+  # overlaps 2x2 / (8 + 8 - 4) = 1/3 < 0.7, so use a small error instead: 0.1 pi -> 0.9).
+  # The weight enters both the precision (0.9 / 1) and the recall (0.9 / 1): APH = 0.9 * 0.9.
+  tilted = _box(0, 0, 0.3 + 0.1 * np.pi)
+  assert metrics.heading_accuracy(0.3 + 0.5 * np.pi, 0.3) == pytest.approx(0.5)
+  out = metrics.average_precision([_frame([tilted], [0.9], [gt])], iou_threshold=0.5)
+  assert out['LEVEL_1/APH'] == pytest.approx(0.81, abs=1e-5)
+
+
+def test_difficulty_levels():
+  # Box B has 3 points (LEVEL_2). Detected A only: LEVEL_1 AP 1; LEVEL_2 recall 1/2 at precision
+  # 1: AP 1/2. Detecting B as well is ignored at LEVEL_1 (no false positive) and counts at L2.
+  a, b = _box(0, 0), _box(10, 0)
+  only_a = _frame([a], [0.9], [a, b], points=[50, 3])
+  both = _frame([a, b], [0.9, 0.8], [a, b], points=[50, 3])
+  out = metrics.average_precision([only_a])
+  assert out['LEVEL_1/AP'] == pytest.approx(1.0) and out['LEVEL_2/AP'] == pytest.approx(0.5)
+  out = metrics.average_precision([both])
+  assert out['LEVEL_1/AP'] == pytest.approx(1.0) and out['LEVEL_2/AP'] == pytest.approx(1.0)
+  np.testing.assert_array_equal(metrics.difficulty([0, 1, 5, 6]), [0, 2, 2, 1])
+
+
+def test_bev_iou_ignores_height():
+  gt = _box(0, 0)
+  high = list(gt)
+  high[2] += 1.0  # 1 m higher: 3D IoU 0.5 / 1.5 * ... < 0.7, BEV IoU 1
+  f = _frame([high], [0.9], [gt])
+  assert metrics.average_precision([f], bev=True)['LEVEL_1/AP'] == pytest.approx(1.0)
+  assert metrics.average_precision([f], bev=False)['LEVEL_1/AP'] == pytest.approx(0.0)
