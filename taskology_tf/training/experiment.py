@@ -388,3 +388,28 @@ def write_operative_config(run_dir: str) -> str:
     f.write(gin.operative_config_str())
   tf.io.gfile.rename(tmp, path, overwrite=True)
   return path
+
+
+# Point-cloud tasks (Table 2). Registered after Experiment exists: PointCloudExperiment (a gin
+# root like Experiment, decorated in its module) subclasses it, so its module is imported here
+# rather than at the top, which would be circular.
+from taskology_tf.consistency.box_flow import BoxFlowClassConsistency  # noqa: E402
+from taskology_tf.consistency.box_flow import BoxFlowResidualConsistency  # noqa: E402
+from taskology_tf.geometry.box_coder import AnchorConfig  # noqa: E402
+from taskology_tf.geometry.pillars import PillarGrid  # noqa: E402
+from taskology_tf.inputs import point_clouds  # noqa: E402
+from taskology_tf.tasks.detection3d import BoxFlowTask  # noqa: E402
+from taskology_tf.tasks.detection3d import Detection3DTask  # noqa: E402
+from taskology_tf.training import point_cloud_experiment  # noqa: E402,F401  (gin root)
+
+for _cls, _module in (
+    (Detection3DTask, 'taskology_tf.tasks'),
+    (BoxFlowTask, 'taskology_tf.tasks'),
+    (BoxFlowClassConsistency, 'taskology_tf.consistency'),
+    (BoxFlowResidualConsistency, 'taskology_tf.consistency'),
+    (PillarGrid, 'taskology_tf.geometry'),
+    (AnchorConfig, 'taskology_tf.geometry'),
+    (point_clouds.PointCloudPipeline, 'taskology_tf.inputs'),
+    (point_clouds.synthetic_point_cloud_clips, 'taskology_tf.datasets'),
+):
+  gin.external_configurable(_cls, module=_module)
