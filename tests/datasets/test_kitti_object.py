@@ -36,9 +36,7 @@ def test_real_frame_boxes_land_among_points():
   )
   assert len(all_boxes) == 3
   counts = [_count(seq['points'][0], b) for b in all_boxes]
-  assert (
-      min(counts) >= 5 and counts[0] > 50
-  ), counts  # the truck (12 m wide of the road, 69 m ahead) has 72
+  assert min(counts) >= 5 and counts[0] > 50, counts  # the truck 69 m ahead has 72
 
 
 def _count(points, box):
