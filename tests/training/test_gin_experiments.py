@@ -18,16 +18,29 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
-def _is_mtl(path):
-  # Shared-backbone baselines configure MTLExperiment, not Experiment; tests/mtl runs them.
+def _text_with_includes(path):
   with open(path) as f:
-    return 'MTLExperiment' in f.read()
+    text = f.read()
+  for line in text.splitlines():
+    line = line.strip()
+    if line.startswith('include '):
+      included = line.split(None, 1)[1].strip('\'"')
+      text += _text_with_includes(os.path.join(REPO_ROOT, included))
+  return text
+
+
+def _is_other_root(path):
+  # Shared-backbone baselines (MTLExperiment) and point-cloud experiments
+  # (PointCloudExperiment) have their own roots and smoke tests: tests/mtl and
+  # tests/training/test_point_cloud_experiments.py.
+  text = _text_with_includes(path)
+  return 'MTLExperiment' in text or 'PointCloudExperiment' in text
 
 
 EXPERIMENTS = sorted(
     p
     for p in glob.glob(os.path.join(REPO_ROOT, 'gin', 'experiments', '**', '*.gin'), recursive=True)
-    if not p.endswith('_common.gin') and not _is_mtl(p)
+    if not p.endswith('_common.gin') and not _is_other_root(p)
 )
 
 
