@@ -48,12 +48,14 @@ def _run_in_process(gin_file, data_dir, run_dir, extra=()):
   from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
 
   gin.clear_config()
-  experiment_lib.parse_gin(
-      [gin_file, 'gin/tests/tiny.gin'],
-      [f"synthetic_world_clips.data_dir = '{data_dir}'", *extra],
-      search_dirs=[REPO_ROOT],
-  )
   try:
+    # Inside the try: a config that fails to parse must not leave its bindings (e.g.
+    # TaskConfig.jit_compile) active for later tests in this process.
+    experiment_lib.parse_gin(
+        [gin_file, 'gin/tests/tiny.gin'],
+        [f"synthetic_world_clips.data_dir = '{data_dir}'", *extra],
+        search_dirs=[REPO_ROOT],
+    )
     trainer = experiment_lib.Experiment().build_trainer(run_dir)
     results = trainer.train()
     experiment_lib.write_operative_config(run_dir)
