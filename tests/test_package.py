@@ -53,3 +53,20 @@ def test_no_sys_path_manipulation():
       if 'sys.path.insert' in text or 'sys.path.append' in text:
         offenders.append(os.path.relpath(path, REPO_ROOT))
   assert not offenders, offenders
+
+
+def test_keras_2_api_only():
+  """tf.keras is Keras 3 under TF 2.20; its set_random_seed does not reseed tf_keras's seed
+  generator, so once anything called tf_keras.utils.set_random_seed, a tf.keras seeding call left
+  networks initialised by the earlier seed's stream (a suite-order bug this test now guards)."""
+  offenders = []
+  for pattern in ('taskology_tf/**/*.py', 'tools/*.py', 'tests/**/*.py'):
+    for path in glob.glob(os.path.join(REPO_ROOT, pattern), recursive=True):
+      if path == os.path.abspath(__file__):
+        continue
+      with open(path) as f:
+        for number, line in enumerate(f, 1):
+          code = line.split('#', 1)[0]
+          if 'tf.keras.' in code or 'from tensorflow import keras' in code:
+            offenders.append(f'{os.path.relpath(path, REPO_ROOT)}:{number}')
+  assert not offenders, offenders

@@ -92,10 +92,11 @@ def _experiment(jit):
 def _hand_written(experiment):
   """The same networks, losses, optimizers and batches, in a minimal tf.function step."""
   import tensorflow as tf
+  import tf_keras
 
   from taskology_tf.tasks.base import to_float_image
 
-  tf.keras.utils.set_random_seed(experiment.seed)
+  tf_keras.utils.set_random_seed(experiment.seed)
   tasks = {c.task.name: c.task for c in experiment.tasks}
   models = {n: t.build_network() for n, t in tasks.items()}
   optimizers = {c.task.name: c.optimizer() for c in experiment.tasks}

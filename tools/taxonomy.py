@@ -108,7 +108,7 @@ def _measure(out_dir):
   tasks = {c.task.name: c.task for c in experiment.tasks}
   any_task = next(iter(tasks.values()))
   height, width = any_task.height, any_task.width
-  tf.keras.utils.set_random_seed(FLAGS.seed)
+  keras.utils.set_random_seed(FLAGS.seed)
   clips = load_synthetic_world(FLAGS.domain, FLAGS.transfer_split, FLAGS.data_dir, height, width)
   transfer_data = pipelines.dedicated_dataset(
       clips, FLAGS.transfer_batch, frames=(1,), seed=FLAGS.seed

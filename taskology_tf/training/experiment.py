@@ -314,7 +314,7 @@ class Experiment:
     """Builds the trainer of `live` tasks (default: all, i.e. collective mode)."""
     if self.deterministic:
       tf.config.experimental.enable_op_determinism()
-    tf.keras.utils.set_random_seed(self.seed)
+    keras.utils.set_random_seed(self.seed)
     live = list(live) if live is not None else self.task_names
     for name in live:
       self.config(name)
