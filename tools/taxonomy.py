@@ -89,6 +89,7 @@ def _benchmark(sizes, out_dir):
 
 def _measure(out_dir):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
   from taskology_tf.datasets.loader import load_synthetic_world  # pylint: disable=g-import-not-at-top
   from taskology_tf.inputs import pipelines  # pylint: disable=g-import-not-at-top
