@@ -26,6 +26,7 @@ from absl import flags
 
 from taskology_tf.training import distributed
 from taskology_tf.training import experiment as experiment_lib
+from taskology_tf.training import frozen as frozen_lib
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -49,11 +50,18 @@ FLAGS = flags.FLAGS
 
 
 def experiment_serving_plan(gin_files, gin_bindings):
-  """Reads (task names, versions to keep loaded per model) from the experiment's gin config."""
+  """Reads (task names, versions to keep loaded per model, {frozen task: (Task, frozen_from)})
+  from the experiment's gin config."""
   experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=GIN_SEARCH_DIRS)
+  experiment = experiment_lib.Experiment()
+  frozen = {
+      n: (experiment.config(n).task, experiment.config(n).frozen_from)
+      for n in experiment.frozen_task_names
+  }
   return (
-      experiment_lib.Experiment().task_names,
+      experiment.task_names,
       distributed.versions_to_keep_loaded(distributed.DistributedConfig()),
+      frozen,
   )
 
 
@@ -118,7 +126,9 @@ def main(argv):
   if not FLAGS.gin_file:
     raise app.UsageError('--gin_file is required')
   run_dir = os.path.abspath(FLAGS.run_dir)
-  experiment_tasks, num_versions = experiment_serving_plan(FLAGS.gin_file, FLAGS.gin_bindings)
+  experiment_tasks, num_versions, frozen = experiment_serving_plan(
+      FLAGS.gin_file, FLAGS.gin_bindings
+  )
   tasks = FLAGS.tasks or experiment_tasks
   if FLAGS.num_versions is not None:
     if FLAGS.num_versions < 1:
@@ -132,6 +142,16 @@ def main(argv):
   with open(config_path + '.tmp', 'w') as f:
     f.write(distributed.models_config_text(snapshot_root, tasks, num_versions))
   os.replace(config_path + '.tmp', config_path)
+  # Frozen tasks (TaskConfig.frozen_from) get no trainer: exported once (an existing version is
+  # kept), then served like any peer.
+  for task in [t for t in tasks if t in frozen]:
+    try:
+      path = frozen_lib.export_frozen_snapshot(frozen[task][0], frozen[task][1], snapshot_root)
+    except frozen_lib.FrozenLoadError as e:
+      print(f'error: {e}', file=sys.stderr, flush=True)
+      return 2
+    print(f'frozen task {task}: serving {path}', flush=True)
+  trained = [t for t in tasks if t not in frozen]
 
   group = ProcessGroup(os.path.join(run_dir, 'logs'))
   interrupted = False
@@ -162,7 +182,7 @@ def main(argv):
     address = f'{FLAGS.host}:{port}'
     print(f'model server at {address} serving {tasks} from {snapshot_root}', flush=True)
     trainers = {}
-    for task in tasks:
+    for task in trained:
       cmd = [
           sys.executable,
           '-m',

@@ -421,6 +421,8 @@ class _MovableMaskMixin:
       )
     self.segmentation_task = segmentation_task
     self.label_key = label_key
+    # The mediator stream strips labels; this asks it to keep the label mask's key.
+    self.mediator_label_keys = (label_key,) if label_key else ()
     self.movable_classes = tuple(int(c) for c in movable_classes)
     self.foreground_dilation = int(foreground_dilation)
 

@@ -162,9 +162,18 @@ def dedicated_dataset(
   )
 
 
-def strip_labels(clip):
-  """Keeps only what a mediator example may carry: images and intrinsics (no labels)."""
-  return {'image': clip['image'], 'intrinsics': clip['intrinsics']}
+def strip_labels(clip, label_keys: Sequence[str] = ()):
+  """Keeps only what a mediator example may carry: images and intrinsics, and no labels but
+  the `label_keys` a relation explicitly asked for (e.g. `semantics` for a movable mask)."""
+  out = {'image': clip['image'], 'intrinsics': clip['intrinsics']}
+  for key in label_keys:
+    if key not in clip:
+      raise KeyError(
+          f'mediator_label_keys: a relation asks for {key!r} from the mediator data, but its '
+          f'clips have only {sorted(clip)}'
+      )
+    out[key] = clip[key]
+  return out
 
 
 def mediator_dataset(
@@ -173,10 +182,13 @@ def mediator_dataset(
     frames: Optional[Sequence[int]] = None,
     seed: int = 0,
     shuffle_buffer: int = 256,
+    label_keys: Sequence[str] = (),
 ) -> tf.data.Dataset:
   """Endless, shuffled batches of unlabelled clips: image uint8 [B, T, H, W, 3], intrinsics.
 
-  Labels are dropped here, so no consistency relation can see ground truth by accident.
+  Labels are dropped here, so no consistency relation can see ground truth by accident; only
+  `label_keys` (per-frame [T, ...] labels a relation names in its `mediator_label_keys`) are
+  kept, frame-selected like the images.
 
   Args:
     clips: clip dataset (labels, if any, are discarded); this input pipeline's shard.
@@ -184,14 +196,17 @@ def mediator_dataset(
     frames: frame indices to keep per clip (e.g. (1,) for single-frame relations).
     seed: shuffling seed.
     shuffle_buffer: shuffle buffer in clips.
+    label_keys: per-frame label keys to keep (default none).
   """
   if batch_size < 1:
     raise ValueError(f'mediator batch_size must be >= 1, got {batch_size}')
+  label_keys = tuple(label_keys)
 
   def select(clip):
-    clip = strip_labels(clip)
+    clip = strip_labels(clip, label_keys)
     if frames is not None:
-      clip['image'] = tf.gather(clip['image'], list(frames))
+      for key in ('image',) + label_keys:
+        clip[key] = tf.gather(clip[key], list(frames))
     return clip
 
   return (

@@ -13,6 +13,7 @@ from typing import Optional
 import gin
 
 from taskology_tf.serving.export import SnapshotWriter
+from taskology_tf.training import frozen as frozen_lib
 from taskology_tf.training.grpc_peers import GrpcPeers
 from taskology_tf.training.trainer import Trainer
 
@@ -149,19 +150,45 @@ def build_task_trainer(
     config: DistributedConfig (default: from gin).
   """
   config = config or DistributedConfig()
-  experiment.config(task_name)  # Fails with the list of tasks if unknown.
+  if experiment.config(task_name).frozen_from:  # config() fails with the task list if unknown.
+    raise ValueError(
+        f'task {task_name!r} is frozen (TaskConfig.frozen_from = '
+        f'{experiment.config(task_name).frozen_from!r}) and has no trainer; tools/launch.py '
+        'exports it once for the model server (training/frozen.py)'
+    )
   peer_names = sorted(
       {t for r in experiment.relations if task_name in r.tasks for t in r.tasks if t != task_name}
   )
-  peers = None
-  if peer_names:
-    peers = GrpcPeers(
-        [experiment.config(n).task for n in peer_names],
-        config.server,
-        refresh_steps=config.peer_refresh_steps,
-        pin_versions=config.pin_versions,
-        timeout_seconds=config.peer_timeout_seconds,
+  frozen = set(experiment.frozen_task_names)
+  trained_peers = [n for n in peer_names if n not in frozen]
+  frozen_peers = [n for n in peer_names if n in frozen]
+  sources = []
+  if trained_peers:
+    sources.append(
+        GrpcPeers(
+            [experiment.config(n).task for n in trained_peers],
+            config.server,
+            refresh_steps=config.peer_refresh_steps,
+            pin_versions=config.pin_versions,
+            timeout_seconds=config.peer_timeout_seconds,
+        )
     )
+  if frozen_peers:
+    # A frozen peer has one served version: always take the latest, never a pinned step.
+    sources.append(
+        GrpcPeers(
+            [experiment.config(n).task for n in frozen_peers],
+            config.server,
+            refresh_steps=1,
+            pin_versions=False,
+            timeout_seconds=config.peer_timeout_seconds,
+        )
+    )
+  peers = None
+  if len(sources) == 1:
+    peers = sources[0]
+  elif sources:
+    peers = frozen_lib.CombinedPeers(sources)
   snapshot_root = config.snapshot_root or os.path.join(
       os.path.dirname(os.path.abspath(run_dir)), 'snapshots'
   )

@@ -37,6 +37,7 @@ from taskology_tf.tasks.egomotion import EgomotionTask
 from taskology_tf.tasks.normals import NormalsTask
 from taskology_tf.tasks.segmentation import SegmentationTask
 from taskology_tf.training import distributed  # noqa: F401  (registers DistributedConfig)
+from taskology_tf.training import frozen as frozen_lib
 from taskology_tf.training import peers as peers_lib
 from taskology_tf.training.trainer import LoopConfig
 from taskology_tf.training.trainer import TaskSetup
@@ -140,6 +141,10 @@ class TaskConfig:
     jit_compile: compile this task's training step with XLA. In collective mode the tasks share
       one joint step, so every live task must agree. Off by default: on CPU, XLA pays a long
       first-step compile for little gain at small sizes (BENCHMARKS.md); TPUs always compile.
+    frozen_from: load this task from an earlier run and never train it (Table 1 C and D): a
+      run directory, checkpoint directory or prefix, SavedModel directory or TF Serving base
+      path (training/frozen.py). It then answers as a constant peer in this process, or is
+      served by the model server in distributed mode (tools/launch.py). None: trained here.
   """
 
   task: object = gin.REQUIRED
@@ -151,6 +156,7 @@ class TaskConfig:
   consistency_weight: float = 1.0
   strategy: Optional[Callable[[], tf.distribute.Strategy]] = None
   jit_compile: bool = False
+  frozen_from: Optional[str] = None
 
   def __post_init__(self):
     name = getattr(self.task, 'name', '?')
@@ -240,6 +246,21 @@ class Experiment:
   def task_names(self) -> List[str]:
     return [c.task.name for c in self.tasks]
 
+  @property
+  def frozen_task_names(self) -> List[str]:
+    """Tasks loaded from an earlier run (TaskConfig.frozen_from) and never trained."""
+    return [c.task.name for c in self.tasks if c.frozen_from]
+
+  @property
+  def mediator_label_keys(self) -> List[str]:
+    """Label keys some relation asked to receive from the mediator data (sorted).
+
+    The mediator stream carries no labels, except the keys a relation names in its
+    `mediator_label_keys` (e.g. the synthetic world's `semantics` for a movable mask when the
+    experiment has no segmenter); nothing else reaches a relation.
+    """
+    return sorted({k for r in self.relations for k in getattr(r, 'mediator_label_keys', ())})
+
   def config(self, name: str) -> TaskConfig:
     for c in self.tasks:
       if c.task.name == name:
@@ -259,6 +280,7 @@ class Experiment:
           ),
           self.mediator_frames,
           seed=self.seed,
+          label_keys=self.mediator_label_keys,
       )
 
     return dataset_fn
@@ -315,16 +337,38 @@ class Experiment:
     if self.deterministic:
       tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(self.seed)
-    live = list(live) if live is not None else self.task_names
+    frozen = self.frozen_task_names
+    live = list(live) if live is not None else [n for n in self.task_names if n not in frozen]
+    if not live:
+      raise ValueError(
+          f'Experiment: every task ({self.task_names}) has TaskConfig.frozen_from set; '
+          'nothing to train'
+      )
     for name in live:
-      self.config(name)
+      if self.config(name).frozen_from:
+        raise ValueError(
+            f'task {name!r} cannot be trained: its TaskConfig.frozen_from = '
+            f'{self.config(name).frozen_from!r} freezes it'
+        )
     relations = [r for r in self.relations if any(t in live for t in r.tasks)]
+    frozen_needed = sorted({t for r in relations for t in r.tasks if t in frozen})
     factory = None
     if peer_source is not None:
       factory = lambda models: peer_source
-    elif self.peer_refresh_steps:
-      tasks = [self.config(n).task for n in live]
-      factory = lambda models: peers_lib.StaleCopyPeers(tasks, models, self.peer_refresh_steps)
+    else:
+      frozen_peers = None
+      if frozen_needed:
+        # Loaded now, so a wrong path or a mismatching network fails before training starts.
+        frozen_peers = frozen_lib.FrozenPeers.load(
+            [(self.config(n).task, self.config(n).frozen_from) for n in frozen_needed]
+        )
+      if self.peer_refresh_steps:
+        tasks = [self.config(n).task for n in live]
+        factory = lambda models: frozen_lib.CombinedPeers(
+            [peers_lib.StaleCopyPeers(tasks, models, self.peer_refresh_steps), frozen_peers]
+        )
+      elif frozen_peers is not None:
+        factory = lambda models: frozen_peers
     return Trainer(
         setups=self.setups(live),
         live=live,

@@ -290,7 +290,10 @@ class Trainer:
   # One step.
 
   def _relation_batch(self, mediator):
-    return {'image': to_float_image(mediator['image']), 'intrinsics': mediator['intrinsics']}
+    # Labels reach relations only if a relation asked for them (mediator_label_keys).
+    batch = dict(mediator)
+    batch['image'] = to_float_image(mediator['image'])
+    return batch
 
   def _losses(self, dedicated, mediator, peers):
     """Computes every loss term of the live tasks. Returns (total, {term: scalar})."""
