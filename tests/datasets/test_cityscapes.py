@@ -97,11 +97,10 @@ def test_triplets_intrinsics_labels_and_depth(built):
       [[70.70375, 0, 27.905625], [0, 70.79068, 7.66053], [0, 0, 1]],
       rtol=1e-5,
   )
-  # Labels on the labelled frame only: raw rows < 64 sky (labelId 23 -> class 0, train id 10),
-  # rows >= 64 car (26 -> class 3, train id 13). Crop rows 32:96 -> output rows 0-7 sky,
-  # 8-15 car.
+  # Labels on the labelled frame only: raw rows < 64 sky (labelId 23 -> train id and project
+  # class 10), rows >= 64 car (26 -> 13). Crop rows 32:96 -> output rows 0-7 sky, 8-15 car.
   assert ex['has_labels'].tolist() == [False, True, False]
-  assert (ex['semantics'][1, :8] == 0).all() and (ex['semantics'][1, 8:] == 3).all()
+  assert (ex['semantics'][1, :8] == 10).all() and (ex['semantics'][1, 8:] == 13).all()
   assert (ex['cityscapes_label'][1, :8] == 10).all() and (ex['cityscapes_label'][1, 8:] == 13).all()
   assert (ex['semantics'][[0, 2]] == cs.IGNORE).all()
   # Disparity p = 1 + 256 * 8 -> d = 8 px -> depth = 0.209313 * 282.815 / 8 = 7.39960 m.
@@ -119,10 +118,8 @@ def test_label_mapping_reproduces_the_official_train_ids():
                              32: 17, 33: 18}.items():  # fmt: skip
     expected[label_ids == label_id] = train_id
   np.testing.assert_array_equal(cs.label_ids_to_train_ids(label_ids), expected)
-  # Movable project classes: every vehicle -> car (3), person and rider -> pedestrian (4).
-  assert set(cs.label_ids_to_project_classes(np.array([26, 27, 28, 29, 30, 31, 32, 33]))) == {3}
-  assert set(cs.label_ids_to_project_classes(np.array([24, 25]))) == {4}
-  assert cs.label_ids_to_project_classes(np.array([21]))[0] == 255  # Vegetation: not in the set.
+  # The project class set is the 19 train classes (datasets/class_set.py): same table.
+  np.testing.assert_array_equal(cs.label_ids_to_project_classes(label_ids), expected)
 
 
 @needs_real
@@ -166,7 +163,8 @@ def test_real_frame_builds_with_its_labels(tmp_path):
   label_ids = raw_io.read_image(real_gt, 'I')[32:96, 24:232]
   np.testing.assert_array_equal(ex['cityscapes_label'][1], cs.label_ids_to_train_ids(label_ids))
   np.testing.assert_array_equal(ex['semantics'][1], cs.label_ids_to_project_classes(label_ids))
-  assert {0, 1, 2, 3} <= set(np.unique(ex['semantics'][1]))  # A street: sky, road, buildings, cars.
+  # A street: road 0, building 2, sky 10, car 13.
+  assert {0, 2, 10, 13} <= set(np.unique(ex['semantics'][1]))
   np.testing.assert_array_equal(ex['image'][1], raw_io.read_image(image)[32:96, 24:232])
 
 

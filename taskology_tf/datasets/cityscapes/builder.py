@@ -39,28 +39,21 @@ import zlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from taskology_tf.datasets import class_set
 from taskology_tf.datasets import raw_io
 
 NUM_FRAMES = 3
 SPLIT_DIRS = (('train', 'train'), ('validation', 'val'), ('test', 'test'))
-IGNORE = 255
+IGNORE = class_set.IGNORE_LABEL
 
 # Cityscapes labelIds (cityscapesscripts/helpers/labels.py) -> the 19 evaluation train ids.
 LABEL_TO_TRAIN_ID = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10,
     24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
 }  # fmt: skip
-# Cityscapes labelIds -> the project's class set (synthetic_world.scene: sky 0, road 1,
-# building 2, car 3, pedestrian 4; car and pedestrian are the movable classes). 'road' takes
-# the flat category, 'building' the construction category, 'car' every vehicle, 'pedestrian'
-# the human category; everything else (poles, signs, vegetation, terrain, void) is ignored.
-LABEL_TO_PROJECT_CLASS = {
-    23: 0,
-    6: 1, 7: 1, 8: 1, 9: 1, 10: 1,
-    11: 2, 12: 2, 13: 2, 14: 2, 15: 2, 16: 2,
-    26: 3, 27: 3, 28: 3, 29: 3, 30: 3, 31: 3, 32: 3, 33: 3,
-    24: 4, 25: 4,
-}  # fmt: skip
+# Cityscapes labelIds -> the project's class set (`datasets/class_set.py`: Cityscapes' 19
+# train classes, so `semantics` equals `cityscapes_label`; the movable classes are person,
+# rider and the six vehicles). Mapped at build time with class_set's table.
 
 _NAME = re.compile(r'^(?P<city>[a-z_]+)_(?P<seq>\d{6})_(?P<frame>\d{6})_leftImg8bit\.png$')
 
@@ -79,7 +72,6 @@ def _lut(mapping: Dict[int, int]) -> np.ndarray:
 
 
 _TRAIN_ID_LUT = _lut(LABEL_TO_TRAIN_ID)
-_PROJECT_LUT = _lut(LABEL_TO_PROJECT_CLASS)
 
 
 def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
@@ -88,8 +80,8 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 
 
 def label_ids_to_project_classes(label_ids: np.ndarray) -> np.ndarray:
-  """[H, W] Cityscapes labelIds -> [H, W] uint8 project classes (0..4, 255 ignore)."""
-  return _PROJECT_LUT[np.clip(label_ids, 0, 255).astype(np.int64)]
+  """[H, W] Cityscapes labelIds -> [H, W] uint8 project classes (0..18, 255 ignore)."""
+  return class_set.cityscapes_label_ids_to_classes(np.asarray(label_ids).astype(np.int64))
 
 
 @dataclasses.dataclass(eq=False)
@@ -399,8 +391,11 @@ _PREDEFINED = {'128x416': CityscapesConfig(name='128x416', description='128x416 
 class Cityscapes(tfds.core.GeneratorBasedBuilder):
   """Cityscapes sequence triplets (manual download, see WORKSPACE.md)."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {
+      '1.0.0': 'Initial release.',
+      '1.1.0': '`semantics` in the 19-class project class set (datasets/class_set.py).',
+  }
   BUILDER_CONFIGS = list(_PREDEFINED.values())
   MANUAL_DOWNLOAD_INSTRUCTIONS = """
   From https://www.cityscapes-dataset.com/downloads/ download leftImg8bit_sequence_trainvaltest.zip,
