@@ -22,6 +22,7 @@ from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
 from taskology_tf.consistency.dfv import DfvConsistency
 from taskology_tf.consistency.dfv import DfvDepthSmoothness
 from taskology_tf.consistency.dfv import DfvMotionSmoothness
+from taskology_tf.consistency.dfv_segmentation import DfvSegmentationWarpConsistency
 from taskology_tf.consistency.photometric import PhotometricConsistency
 from taskology_tf.consistency.segmentation_warp import SegmentationWarpConsistency
 from taskology_tf.consistency.smoothness import DepthSmoothness
@@ -82,6 +83,7 @@ for _cls, _module in (
     (DfvConsistency, 'taskology_tf.consistency'),
     (DfvDepthSmoothness, 'taskology_tf.consistency'),
     (DfvMotionSmoothness, 'taskology_tf.consistency'),
+    (DfvSegmentationWarpConsistency, 'taskology_tf.consistency'),
 ):
   gin.external_configurable(_cls, module=_module)
 
