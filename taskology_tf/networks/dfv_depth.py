@@ -129,7 +129,8 @@ def build_dfv_depth_net(
     A tf_keras Model: `image` float32 [B, H, W, 3] RGB in [0, 1] -> depth float32
     [B, H, W, 1] (softplus, positive; metres up to the scale of self-supervision). The model
     has an attribute `noise_step` (int64 variable, non-trainable) that the randomized layer
-    norms read their noise ramp from.
+    norms read their noise ramp from, through `noise_step_reference` (a StepReference whose
+    `variable` a trainer may replace by its own step variable before the first trace).
   """
   if not (height and width) or height < 1 or width < 1:
     raise ValueError(f'build_dfv_depth_net: height and width must be >= 1, got {height}x{width}')
@@ -209,6 +210,8 @@ def build_dfv_depth_net(
   )(_pad1(x, reflect_padding, 'pad0'))
   model = keras.Model(image, depth, name=name)
   model.noise_step = noise_step
+  # What every randomized layer norm reads; a trainer may point it at its own step variable.
+  model.noise_step_reference = step
   return model
 
 

@@ -13,11 +13,11 @@ class DfvDepthTask(DepthTask):
   Same outputs, supervised loss and metrics as `DepthTask`, so relations, peers and evaluation
   treat the two alike; only the network differs (taskology_tf/networks/dfv_depth.py).
 
-  Randomized layer norm: its noise ramp reads the network's `noise_step` variable. With
-  `advance_noise_step` (default) every training forward pass through `call` adds 1 to it after
-  the pass, which is the training step in the self-supervised loop (one mediator pass per
-  step); a trainer that feeds the step itself (e.g. assigns its optimizer's iterations) turns
-  it off.
+  Randomized layer norm: its noise ramp reads a step variable. The project's trainer calls
+  `bind_training_step`, so the ramp follows the trainer's global step (read inside the compiled
+  step; checkpointed and resumed with it). Unbound (a network used outside the trainer), the
+  ramp reads the network's own `noise_step`, which with `advance_noise_step` (default) every
+  training forward pass through `call` advances by 1.
 
   Args:
     height, width: frame size in pixels.
@@ -86,13 +86,22 @@ class DfvDepthTask(DepthTask):
       )
     return model
 
+  def bind_training_step(self, model, step):
+    """Makes `model`'s randomized layer norms ramp their noise with `step`.
+
+    Args:
+      model: a network from `build_network`, not yet traced.
+      step: int64 tf.Variable, the training step (0 during the first step).
+    """
+    model.noise_step_reference.variable = step
+
   def call(self, model, inputs, training=False):
     image = inputs['image']
     self._check_image(image)
     image = to_float_image(image)
     if training:
       depth = model(image, training=True)
-      if self.advance_noise_step:
+      if self.advance_noise_step and model.noise_step_reference.variable is model.noise_step:
         # Program order (and tf.function's automatic control dependencies on the variable)
         # puts this after the normalisation layers have read the step.
         model.noise_step.assign_add(1)

@@ -215,6 +215,13 @@ class Trainer:
         # Create the slots now, so a restore fills them at once (not deferred to step 1).
         self.optimizers[name].build(self.models[name].trainable_variables)
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='global_step')
+    # Networks whose training-mode computation depends on the training step (the randomized
+    # layer norm's noise ramp) read this trainer's step variable inside the compiled step: a
+    # task with `bind_training_step(model, step)` points its network at it (no host round trip).
+    for name in self.live:
+      bind = getattr(self.setups[name].task, 'bind_training_step', None)
+      if bind is not None:
+        bind(self.models[name], self.step)
     self.peer_source = peer_source_factory(self.models) if peer_source_factory else None
     if (
         peer_gradients
@@ -299,6 +306,14 @@ class Trainer:
     """Computes every loss term of the live tasks. Returns (total, {term: scalar})."""
     terms = {}
     total = tf.constant(0.0)
+    for name in self.live:
+      # Keras regularisation losses (model.losses, e.g. DfVitW's L2 weight decay): part of the
+      # task's objective every step, as the reference adds its regularisation loss to the total.
+      # They involve only the task's own weights, so both gradient semantics agree on them.
+      if self.models[name].losses:
+        reg = tf.add_n(self.models[name].losses)
+        terms[f'regularization/{name}'] = reg
+        total += reg
     for name, batch in dedicated.items():
       task = self.setups[name].task
       outputs = task.call(self.models[name], task.dedicated_inputs(batch), training=True)
