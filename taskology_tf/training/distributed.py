@@ -8,7 +8,8 @@ network; the peers are constants (the distributed semantics of trainer.py).
 """
 
 import os
-from typing import Optional
+import time
+from typing import Callable, Optional
 
 import gin
 
@@ -28,8 +29,13 @@ class DistributedConfig:
       tf.io.gfile path, gs:// included); the server's models.config points at it. Default:
       `<run_dir>/../snapshots`.
     export_every: export a snapshot every this many steps (and at the start).
+    export_every_seconds: instead of export_every, export at the first step that ends at least
+      this many seconds of wall-clock time after the last export (> 0; None: by steps). With
+      peer_refresh_steps = 1 the peers in use then change every this many seconds (Fig. 5).
     keep_snapshots: snapshots kept per task (0: keep all).
     peer_refresh_steps: the peer version in use changes at most every this many steps.
+    peer_refresh_seconds: instead of peer_refresh_steps, the peer version in use (the server's
+      latest) changes at most every this many seconds of wall-clock time (> 0; None: by steps).
     pin_versions: deterministic staleness: ask for exactly version
       floor(step / peer_refresh_steps) * peer_refresh_steps (export_every must divide it).
     peer_timeout_seconds: longest wait for one peer answer before skipping consistency.
@@ -40,8 +46,10 @@ class DistributedConfig:
       server: str = '127.0.0.1:8500',
       snapshot_root: Optional[str] = None,
       export_every: int = 100,
+      export_every_seconds: Optional[float] = None,
       keep_snapshots: int = 5,
       peer_refresh_steps: int = 1,
+      peer_refresh_seconds: Optional[float] = None,
       pin_versions: bool = False,
       peer_timeout_seconds: float = 30.0,
   ):
@@ -52,6 +60,18 @@ class DistributedConfig:
     ):
       if value < low:
         raise ValueError(f'DistributedConfig.{name} must be >= {low}, got {value}')
+    for name, value in (
+        ('export_every_seconds', export_every_seconds),
+        ('peer_refresh_seconds', peer_refresh_seconds),
+    ):
+      if value is not None and not value > 0:
+        raise ValueError(f'DistributedConfig.{name} must be > 0 (or None), got {value!r}')
+    if pin_versions and (peer_refresh_seconds is not None or export_every_seconds is not None):
+      raise ValueError(
+          'DistributedConfig: pin_versions asks for versions by step number; it cannot be '
+          'combined with DistributedConfig.peer_refresh_seconds or '
+          'DistributedConfig.export_every_seconds (wall-clock cadences)'
+      )
     if peer_timeout_seconds <= 0:
       raise ValueError(
           'DistributedConfig.peer_timeout_seconds must be > 0, got ' f'{peer_timeout_seconds}'
@@ -64,8 +84,10 @@ class DistributedConfig:
     self.server = server
     self.snapshot_root = snapshot_root
     self.export_every = export_every
+    self.export_every_seconds = export_every_seconds
     self.keep_snapshots = keep_snapshots
     self.peer_refresh_steps = peer_refresh_steps
+    self.peer_refresh_seconds = peer_refresh_seconds
     self.pin_versions = pin_versions
     self.peer_timeout_seconds = peer_timeout_seconds
 
@@ -106,21 +128,46 @@ def models_config_text(snapshot_root: str, tasks, num_versions: Optional[int]) -
 
 
 class SnapshotExporter:
-  """A trainer hook exporting the live task's network every `every` steps (TF Serving layout).
+  """A trainer hook exporting the live task's network (TF Serving layout): at the start, every
+  `every` steps or, with `every_seconds`, at the first step ending at least that many seconds
+  after the last export, and at the end.
 
   Version = global step, so a peer's answer tells its staleness in steps.
   """
 
-  def __init__(self, task_name: str, snapshot_root: str, every: int, keep_last: int):
+  def __init__(
+      self,
+      task_name: str,
+      snapshot_root: str,
+      every: int,
+      keep_last: int,
+      every_seconds: Optional[float] = None,
+      clock: Callable[[], float] = time.monotonic,
+  ):
+    if every_seconds is not None and not every_seconds > 0:
+      raise ValueError(f'SnapshotExporter: every_seconds must be > 0, got {every_seconds!r}')
     self.task_name = task_name
     self.snapshot_root = snapshot_root
     self.every = every
+    self.every_seconds = every_seconds
     self.keep_last = keep_last
+    self._clock = clock
     self._writer: Optional[SnapshotWriter] = None
     self.last_exported: Optional[int] = None
+    self._last_export_time: Optional[float] = None
+
+  def _due(self, step: int, trainer: Trainer) -> bool:
+    if step == trainer.loop.num_steps:
+      return True
+    if self.every_seconds is None:
+      return step % self.every == 0
+    return (
+        self._last_export_time is None
+        or self._clock() - self._last_export_time >= self.every_seconds
+    )
 
   def __call__(self, step: int, trainer: Trainer) -> None:
-    if step % self.every and step != trainer.loop.num_steps:
+    if not self._due(step, trainer):
       return
     if step == self.last_exported or not trainer.is_chief:  # One export per task, the chief's.
       return
@@ -136,6 +183,7 @@ class SnapshotExporter:
       )
     self._writer.write(step)
     self.last_exported = step
+    self._last_export_time = self._clock()
 
 
 def build_task_trainer(
@@ -169,6 +217,7 @@ def build_task_trainer(
             [experiment.config(n).task for n in trained_peers],
             config.server,
             refresh_steps=config.peer_refresh_steps,
+            refresh_seconds=config.peer_refresh_seconds,
             pin_versions=config.pin_versions,
             timeout_seconds=config.peer_timeout_seconds,
         )
@@ -192,7 +241,14 @@ def build_task_trainer(
   snapshot_root = config.snapshot_root or os.path.join(
       os.path.dirname(os.path.abspath(run_dir)), 'snapshots'
   )
-  exporter = SnapshotExporter(task_name, snapshot_root, config.export_every, config.keep_snapshots)
+  exporter = SnapshotExporter(
+      task_name,
+      snapshot_root,
+      config.export_every,
+      config.keep_snapshots,
+      every_seconds=config.export_every_seconds,
+  )
   experiment.peer_gradients = False  # Peers are remote constants.
   experiment.peer_refresh_steps = 0
+  experiment.peer_refresh_seconds = None
   return experiment.build_trainer(run_dir, live=[task_name], peer_source=peers, hooks=[exporter])

@@ -189,6 +189,8 @@ class Experiment:
     peer_gradients: collective semantics (True) or distributed semantics (False).
     peer_refresh_steps: in collective mode with peer_gradients False, peers are frozen copies
       refreshed every this many steps (0: live peers with stop-gradient), Fig. 5's staleness.
+    peer_refresh_seconds: instead of peer_refresh_steps, refresh those copies every this many
+      seconds of wall-clock time (> 0; None: by steps). Fig. 5's "every T minutes" in one process.
     schedule: dedicated/mediator mixing.
     loop: loop cadence.
     seed: seeds TF's global generator (initialisation) and the data pipelines.
@@ -211,6 +213,7 @@ class Experiment:
       evaluation_max_clips: Optional[int] = None,
       peer_gradients: bool = True,
       peer_refresh_steps: int = 0,
+      peer_refresh_seconds: Optional[float] = None,
       schedule: Optional[pipelines.MixingSchedule] = None,
       loop: Optional[LoopConfig] = None,
       seed: int = 0,
@@ -237,6 +240,22 @@ class Experiment:
           'Experiment: peer_refresh_steps > 0 (stale peers) needs '
           'peer_gradients = False: stale copies cannot pass gradients'
       )
+    self.peer_refresh_seconds = peer_refresh_seconds
+    if peer_refresh_seconds is not None:
+      if not peer_refresh_seconds > 0:
+        raise ValueError(
+            f'Experiment.peer_refresh_seconds must be > 0 (or None), got {peer_refresh_seconds!r}'
+        )
+      if peer_refresh_steps:
+        raise ValueError(
+            'Experiment: set Experiment.peer_refresh_steps or Experiment.peer_refresh_seconds, '
+            f'not both (got {peer_refresh_steps} and {peer_refresh_seconds})'
+        )
+      if peer_gradients:
+        raise ValueError(
+            'Experiment: Experiment.peer_refresh_seconds (stale peers) needs '
+            'peer_gradients = False: stale copies cannot pass gradients'
+        )
     self.schedule = schedule or pipelines.MixingSchedule()
     if mediator_batch_size < 1:
       raise ValueError(f'Experiment.mediator_batch_size must be >= 1, got {mediator_batch_size}')
@@ -364,10 +383,18 @@ class Experiment:
         frozen_peers = frozen_lib.FrozenPeers.load(
             [(self.config(n).task, self.config(n).frozen_from) for n in frozen_needed]
         )
-      if self.peer_refresh_steps:
+      if self.peer_refresh_steps or self.peer_refresh_seconds is not None:
         tasks = [self.config(n).task for n in live]
         factory = lambda models: frozen_lib.CombinedPeers(
-            [peers_lib.StaleCopyPeers(tasks, models, self.peer_refresh_steps), frozen_peers]
+            [
+                peers_lib.StaleCopyPeers(
+                    tasks,
+                    models,
+                    refresh_steps=self.peer_refresh_steps or None,
+                    refresh_seconds=self.peer_refresh_seconds,
+                ),
+                frozen_peers,
+            ]
         )
       elif frozen_peers is not None:
         factory = lambda models: frozen_peers

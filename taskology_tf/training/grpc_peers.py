@@ -5,9 +5,11 @@ float32), and the stale peer's predictions come back. The request for step s+1 g
 step s trains (`prefetch`), so the trainer rarely waits. Every answer carries the snapshot's
 version (its global step) and export time, so staleness is logged in steps and seconds.
 
-Version choice (`refresh_steps`, `pin_versions`):
-- pin_versions False: every `refresh_steps` steps the source asks the server for its latest
-  version and sticks to it until the next refresh (refresh_steps=1: always the latest).
+Version choice (`refresh_steps` or `refresh_seconds`, `pin_versions`):
+- pin_versions False: every `refresh_steps` steps (or, with `refresh_seconds`, at the first
+  step at least that many seconds of wall-clock time after the last refresh) the source asks
+  the server for its latest version and sticks to it until the next refresh (refresh_steps=1:
+  always the latest).
 - pin_versions True (deterministic, Fig. 5's semantics): at step s it asks for exactly version
   floor(s / refresh_steps) * refresh_steps, waiting (bounded) for the peer to export it, so
   "staleness S" means the peers seen are refreshed every S steps regardless of timing. The peers
@@ -19,7 +21,7 @@ logged as such), and picked up again once the peer answers.
 """
 
 import time
-from typing import Dict, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from absl import logging
 import grpc
@@ -40,10 +42,13 @@ class GrpcPeers(PeerSource):
     tasks: the peer tasks (their definitions say how to build wire inputs and unflatten).
     target: 'host:port' of the model server.
     refresh_steps: how often (in steps) the peer version in use may change.
+    refresh_seconds: instead, how often (in seconds of wall-clock time) it may change (> 0;
+      None: by steps; not with pin_versions).
     pin_versions: deterministic staleness (see module docstring).
     timeout_seconds: the longest the trainer waits for one answer (or for a pinned version).
     channel_credentials: optional grpc.ChannelCredentials for a TLS server.
     max_message_bytes: gRPC message size cap.
+    clock: monotonic seconds for refresh_seconds (injectable for tests).
   """
 
   def __init__(
@@ -55,9 +60,18 @@ class GrpcPeers(PeerSource):
       timeout_seconds: float = 30.0,
       channel_credentials=None,
       max_message_bytes: int = 64 << 20,
+      refresh_seconds: Optional[float] = None,
+      clock: Callable[[], float] = time.monotonic,
   ):
     if refresh_steps < 1:
       raise ValueError(f'GrpcPeers: refresh_steps must be >= 1, got {refresh_steps}')
+    if refresh_seconds is not None and not refresh_seconds > 0:
+      raise ValueError(f'GrpcPeers: refresh_seconds must be > 0, got {refresh_seconds!r}')
+    if refresh_seconds is not None and pin_versions:
+      raise ValueError('GrpcPeers: pin_versions pins versions by step; use refresh_steps')
+    self.refresh_seconds = refresh_seconds
+    self._clock = clock
+    self._refreshed_time: Dict[str, Optional[float]] = {t.name: None for t in tasks}
     self._tasks = {t.name: t for t in tasks}
     self.target = target
     self.refresh_steps = refresh_steps
@@ -95,11 +109,23 @@ class GrpcPeers(PeerSource):
   def task_names(self):
     return tuple(self._tasks)
 
+  def _refresh_due(self, name: str, step: int) -> bool:
+    """Whether the version in use is to be looked up again (and notes the refresh)."""
+    if self.refresh_seconds is not None:
+      now = self._clock()
+      last = self._refreshed_time[name]
+      if last is None or now - last >= self.refresh_seconds or self._current[name] is None:
+        self._refreshed_time[name] = now
+        return True
+      return False
+    due = (step // self.refresh_steps) * self.refresh_steps
+    return self._refreshed_at[name] != due or self._current[name] is None
+
   def _version_for(self, name: str, step: int) -> Optional[int]:
     due = (step // self.refresh_steps) * self.refresh_steps
     if self.pin_versions:
       return due
-    if self._refreshed_at[name] != due or self._current[name] is None:
+    if self._refresh_due(name, step):
       try:
         self._current[name] = self._status_clients[name].latest_version()
       except PeerError:

@@ -4,7 +4,7 @@ A trainer trains its *live* tasks and, for every relation, needs predictions of 
 tasks on the same mediator batch. Those come from a peer source, injected into the trainer:
 
 - `StaleCopyPeers`: in-process frozen copies of the peer networks, refreshed from the live
-  networks every `refresh_steps` steps. With every task live in one process this simulates the
+  networks every `refresh_steps` steps or every `refresh_seconds` seconds of wall-clock time. With every task live in one process this simulates the
   distributed mode's staleness exactly and cheaply (Fig. 5's study).
 - `GrpcPeers` (taskology_tf/training/grpc_peers.py): stale snapshots served over TF Serving's
   gRPC API by a model server.
@@ -13,7 +13,8 @@ Both return plain tensors; consistency relations cannot tell where predictions c
 """
 
 import abc
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+import time
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -54,27 +55,50 @@ class PeerSource(abc.ABC):
 
 
 class StaleCopyPeers(PeerSource):
-  """Frozen in-process copies of live networks, refreshed every `refresh_steps` steps.
+  """Frozen in-process copies of live networks, refreshed every `refresh_steps` steps or every
+  `refresh_seconds` seconds of wall-clock time.
 
-  At step s the copies hold the weights the live networks had at step
+  By steps: at step s the copies hold the weights the live networks had at step
   floor(s / refresh_steps) * refresh_steps, i.e. the peers are between 0 and refresh_steps - 1
   steps stale, as a distributed trainer whose peers export every `refresh_steps` steps and
-  whose client pins that version (Fig. 5's semantics).
+  whose client pins that version.
+
+  By seconds (Fig. 5's "peers refreshed every T minutes"): the copies are refreshed at the first
+  step and then at the first step that starts at least `refresh_seconds` after the last refresh,
+  so they are between 0 and refresh_seconds (plus one step) old, however fast steps run. A
+  resumed run refreshes at its first step (wall-clock time does not survive a restart).
 
   Args:
     tasks: the peer tasks.
     live_models: {task name: live network} to copy from.
-    refresh_steps: refresh period in steps (>= 1).
+    refresh_steps: refresh period in steps (>= 1), or None when refreshing by seconds.
+    refresh_seconds: refresh period in seconds (> 0), or None when refreshing by steps.
+    clock: monotonic seconds (injectable for tests).
   """
 
   def __init__(
-      self, tasks: Sequence[Task], live_models: Mapping[str, keras.Model], refresh_steps: int
+      self,
+      tasks: Sequence[Task],
+      live_models: Mapping[str, keras.Model],
+      refresh_steps: Optional[int] = None,
+      refresh_seconds: Optional[float] = None,
+      clock: Callable[[], float] = time.monotonic,
   ):
-    if refresh_steps < 1:
+    if (refresh_steps is None) == (refresh_seconds is None):
+      raise ValueError(
+          'StaleCopyPeers: give exactly one of refresh_steps and refresh_seconds, got '
+          f'refresh_steps={refresh_steps!r}, refresh_seconds={refresh_seconds!r}'
+      )
+    if refresh_steps is not None and refresh_steps < 1:
       raise ValueError(f'StaleCopyPeers: refresh_steps must be >= 1, got {refresh_steps}')
+    if refresh_seconds is not None and not refresh_seconds > 0:
+      raise ValueError(f'StaleCopyPeers: refresh_seconds must be > 0, got {refresh_seconds}')
     self._tasks = {t.name: t for t in tasks}
     self._live = dict(live_models)
     self.refresh_steps = refresh_steps
+    self.refresh_seconds = refresh_seconds
+    self._clock = clock
+    self._refreshed_time: Optional[float] = None
     self._copies = {name: t.build_network() for name, t in self._tasks.items()}
     # The step whose weights the copies hold; saved with checkpoints so a resumed run sees the
     # same stale peers it saw before the crash.
@@ -100,14 +124,24 @@ class StaleCopyPeers(PeerSource):
     }
 
   def predictions(self, step, mediator):
-    due = (step // self.refresh_steps) * self.refresh_steps
-    if int(self._version.numpy()) != due:
-      # Normally step == due here. A run resumed without this state (or started mid-period)
-      # refreshes now and counts staleness from `due`, the version it stands in for.
-      self._refresh(due)
+    info = {}
+    if self.refresh_seconds is not None:
+      now = self._clock()
+      if self._refreshed_time is None or now - self._refreshed_time >= self.refresh_seconds:
+        self._refresh(step)
+        self._refreshed_time = now
+      age = float(now - self._refreshed_time)
+      info.update({f'staleness_seconds/{n}': age for n in self._tasks})
+    else:
+      due = (step // self.refresh_steps) * self.refresh_steps
+      if int(self._version.numpy()) != due:
+        # Normally step == due here. A run resumed without this state (or started mid-period)
+        # refreshes now and counts staleness from `due`, the version it stands in for.
+        self._refresh(due)
     out = self._predict(dict(mediator))
     staleness = float(step - int(self._version.numpy()))
-    return out, {f'staleness_steps/{n}': staleness for n in self._tasks}
+    info.update({f'staleness_steps/{n}': staleness for n in self._tasks})
+    return out, info
 
   def checkpoint_items(self):
     items = {f'peer_copy_{name}': model for name, model in self._copies.items()}
