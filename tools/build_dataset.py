@@ -15,6 +15,8 @@ The video datasets are built from their raw downloads (see WORKSPACE.md, "Datase
       --data_dir=./data/tensorflow_datasets [--height=128 --width=416]
   python tools/build_dataset.py --dataset=cityscapes --manual_dir=RAW_CITYSCAPES \
       --data_dir=./data/tensorflow_datasets
+  python tools/build_dataset.py --dataset=coco_panoptic --manual_dir=RAW_COCO \
+      --data_dir=./data/tensorflow_datasets [--height=128 --width=416 --resize_mode=crop]
 
 with a progress bar per split and a summary at the end (examples per split, items skipped
 and why). TFDS writes a build into an `incomplete.*` directory and renames it when complete,
@@ -33,9 +35,9 @@ import taskology_tf_tools
 # Make `python tools/build_dataset.py` work from the repository root without
 # installing the package.
 
-KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes')
-# Raw video datasets built from --manual_dir; default output size 128x416 (Gordon et al.).
-VIDEO_DATASETS = ('kitti_raw', 'cityscapes')
+KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes', 'coco_panoptic')
+# Raw datasets built from --manual_dir; default output size 128x416 (Gordon et al.).
+VIDEO_DATASETS = ('kitti_raw', 'cityscapes', 'coco_panoptic')
 VIDEO_DEFAULT_SIZE = (128, 416)
 
 _DATASET = flags.DEFINE_string(
@@ -63,6 +65,12 @@ _FRAME_STEP = flags.DEFINE_integer(
 )
 _CENTRE_STRIDE = flags.DEFINE_integer(
     'centre_stride', 2, 'cityscapes: frames between the centres of successive triplets.'
+)
+_RESIZE_MODE = flags.DEFINE_enum(
+    'resize_mode',
+    'crop',
+    ['crop', 'stretch'],
+    'coco_panoptic: crop (centred window of the output aspect, then resize) or stretch.',
 )
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if the config is already built.')
 
@@ -144,16 +152,20 @@ def build_video_dataset(
     overwrite: bool = False,
     frame_step: int = 1,
     centre_stride: int = 2,
+    resize_mode: str = 'crop',
 ):
-  """Builds KITTI raw or Cityscapes from a raw download; returns (builder, summary lines).
+  """Builds KITTI raw, Cityscapes or COCO panoptic from a raw download.
+
+  Returns (builder, summary lines).
 
   Args:
-    dataset: 'kitti_raw' or 'cityscapes'.
+    dataset: 'kitti_raw', 'cityscapes' or 'coco_panoptic'.
     manual_dir: the raw download (layouts in each builder's module docstring).
     height, width: output size.
     data_dir: TFDS data directory.
     overwrite: rebuild even if already built.
     frame_step, centre_stride: Cityscapes triplet sampling (see CityscapesConfig).
+    resize_mode: COCO panoptic resizing ('crop' or 'stretch', see CocoPanopticConfig).
 
   Raises:
     FileNotFoundError: manual_dir does not exist.
@@ -169,6 +181,11 @@ def build_video_dataset(
     from taskology_tf.datasets.kitti_raw import builder as lib  # pylint: disable=g-import-not-at-top
 
     ds_builder = lib.KittiRaw(config=lib.make_config(height, width), data_dir=data_dir)
+  elif dataset == 'coco_panoptic':
+    from taskology_tf.datasets.coco_panoptic import builder as lib  # pylint: disable=g-import-not-at-top
+
+    config = lib.make_config(height, width, resize_mode)
+    ds_builder = lib.CocoPanoptic(config=config, data_dir=data_dir)
   else:
     from taskology_tf.datasets.cityscapes import builder as lib  # pylint: disable=g-import-not-at-top
 
@@ -199,6 +216,11 @@ def build_video_dataset(
     lines.extend(f'    {reason}: {n}' for reason, n in sorted(skipped.items()))
   else:
     lines.append('  skipped: none')
+  class_pixels = dict(info.metadata.get('class_pixels', {})) if info.metadata is not None else {}
+  for split, pixels in sorted(class_pixels.items()):
+    total = max(sum(pixels.values()), 1)
+    shares = ', '.join(f'{name} {n / total:.1%}' for name, n in pixels.items())
+    lines.append(f'  {split} pixels: {shares}')
   return ds_builder, lines
 
 
@@ -222,6 +244,7 @@ def main(argv):
           _OVERWRITE.value,
           _FRAME_STEP.value,
           _CENTRE_STRIDE.value,
+          _RESIZE_MODE.value,
       )
     except (FileNotFoundError, ValueError) as e:
       print(f'error: {e}', file=sys.stderr)

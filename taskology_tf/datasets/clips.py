@@ -1,4 +1,5 @@
-"""Clip sources of the built video datasets, for gin (`@kitti_raw_clips`, `@cityscapes_clips`).
+"""Clip sources of the built datasets, for gin (`@kitti_raw_clips`, `@cityscapes_clips`,
+`@coco_panoptic_clips`).
 
 Registered in training/experiment.py. Importing this module does not import TFDS (the
 loaders are imported when a source is called), so experiments that never read these datasets
@@ -56,3 +57,24 @@ def cityscapes_clips(
   return loader.load_cityscapes(
       split, data_dir, height, width, input_context, frame_step, centre_stride
   )
+
+
+def coco_panoptic_clips(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 128,
+    width: int = 416,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    resize_mode: str = 'crop',
+) -> tf.data.Dataset:
+  """COCO panoptic one-frame clips with project-class `semantics`: `loader.load_coco_panoptic`.
+
+  Args:
+    split: 'train' or 'validation'.
+    data_dir: TFDS data directory built by `tools/build_dataset.py --dataset=coco_panoptic`.
+    height, width, resize_mode: the built config (its --height, --width, --resize_mode).
+    input_context: this input pipeline's context (None: the whole split).
+  """
+  from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
+
+  return loader.load_coco_panoptic(split, data_dir, height, width, input_context, resize_mode)

@@ -167,3 +167,28 @@ def load_cityscapes(
   config = cs.make_config(height, width, frame_step, centre_stride)
   builder = cs.Cityscapes(config=config, data_dir=data_dir)
   return _load_built(builder, 'cityscapes', split, data_dir, input_context)
+
+
+def load_coco_panoptic(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 128,
+    width: int = 416,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    resize_mode: str = 'crop',
+) -> tf.data.Dataset:
+  """Loads a built COCO panoptic split (see taskology_tf/datasets/coco_panoptic/builder.py).
+
+  Returns:
+    A dataset of one-frame clips (T = 1): 'image' [1, H, W, 3] uint8; 'semantics' [1, H, W]
+    uint8 (project classes, 255 = ignore); 'intrinsics' [3, 3] float32 (nominal: COCO has no
+    calibration); 'image_id', 'scene_seed' int64 (the COCO image id); 'file_name' string.
+
+  Raises:
+    FileNotFoundError: not built; names the directory and the build command.
+  """
+  from taskology_tf.datasets.coco_panoptic import builder as coco  # pylint: disable=g-import-not-at-top
+
+  config = coco.make_config(height, width, resize_mode)
+  builder = coco.CocoPanoptic(config=config, data_dir=data_dir)
+  return _load_built(builder, 'coco_panoptic', split, data_dir, input_context)
