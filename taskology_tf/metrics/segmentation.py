@@ -8,7 +8,7 @@
   (Table 1's "person and vehicles" mIoU), every number with the classes it averages.
 """
 
-from typing import Dict, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -139,3 +139,119 @@ class ClassSetIoU:
 
   def result(self) -> Dict[str, float]:
     return iou_results(self.confusion, self.class_names, self.movable_class_names)
+
+
+def evaluate_frames(
+    predict: Callable[[tf.Tensor], tf.Tensor],
+    clips: tf.data.Dataset,
+    frame: int = 1,
+    batch_size: int = 8,
+    max_examples: Optional[int] = None,
+    class_names: Sequence[str] = class_set.CLASS_NAMES,
+    movable_class_names: Sequence[str] = class_set.MOVABLE_CLASS_NAMES,
+) -> Dict[str, object]:
+  """Scores a segmenter on the labelled `frame` of each clip that has labels there.
+
+  Args:
+    predict: uint8 images [N, H, W, 3] -> logits [N, h, w, C] over `class_names` (resized
+      bilinearly to the labels' size if h x w differs, as Model Garden's metric does).
+    clips: clips with `image` [T, H, W, 3] uint8, `semantics` [T, H, W] (project classes,
+      255 ignore) and optionally `has_labels` [T] bool (clips without labels at `frame` are
+      skipped).
+    frame: the clip frame with labels (Cityscapes: 1, the snippet's 20th frame).
+    batch_size, max_examples: batching, and the number of labelled frames scored (None: all).
+    class_names, movable_class_names: see `ClassSetIoU`.
+
+  Returns:
+    {'frames': labelled frames scored, 'metrics': `iou_results` (its movable key names the
+    classes), 'movable_classes_present': the movable classes with pixels, i.e. those the
+    movable mIoU actually averages}.
+  """
+  if 'has_labels' in clips.element_spec:
+    clips = clips.filter(lambda c: c['has_labels'][frame])
+  if max_examples is not None:
+    clips = clips.take(max_examples)
+  metric = ClassSetIoU(class_names, movable_class_names)
+  frames = 0
+  for batch in clips.batch(batch_size):
+    metric.update(batch['semantics'][:, frame], predict(batch['image'][:, frame]))
+    frames += int(batch['image'].shape[0])
+  confusion = metric.confusion
+  present = confusion.sum(0) + confusion.sum(1) - np.diag(confusion) > 0
+  return {
+      'frames': frames,
+      'metrics': iou_results(confusion, class_names, movable_class_names),
+      'movable_classes_present': [
+          n for i, n in enumerate(class_names) if n in movable_class_names and present[i]
+      ],
+  }
+
+
+def evaluate_cityscapes_segmentation(
+    saved_model: str,
+    data_dir: str,
+    split: str = 'validation',
+    batch_size: int = 8,
+    max_examples: Optional[int] = None,
+    frame_step: int = 1,
+    centre_stride: int = 2,
+) -> Dict[str, object]:
+  """Table 1's segmentation number: a SavedModel's mIoU on Cityscapes gtFine (`evaluate_frames`).
+
+  The model's `serving_default` takes `image` uint8 [N, H, W, 3] (H x W a built Cityscapes
+  size) and returns `logits` [N, H, W, 19] over the project class set (a segmentation
+  snapshot, `serving/export.py`). Scored on the gtFine frame of every labelled clip of
+  `split` (the test split has no labels). The result adds 'protocol'.
+
+  Raises:
+    FileNotFoundError: no SavedModel or the dataset is not built.
+    ValueError: the signature does not fit.
+  """
+  from taskology_tf.datasets import clips as clip_sources  # pylint: disable=g-import-not-at-top
+  from taskology_tf.metrics import saved_model_eval  # pylint: disable=g-import-not-at-top
+
+  path = saved_model_eval.resolve_saved_model(saved_model)
+  serve = tf.saved_model.load(path).signatures.get('serving_default')
+  if serve is None:
+    raise ValueError(f'{path}: no serving_default signature')
+  inputs = serve.structured_input_signature[1]
+  if (
+      'image' not in inputs
+      or inputs['image'].dtype != tf.uint8
+      or None in inputs['image'].shape[1:3]
+  ):
+    raise ValueError(f'{path}: serving_default must take image uint8 [N, H, W, 3]; has {inputs}')
+  height, width = int(inputs['image'].shape[1]), int(inputs['image'].shape[2])
+
+  def predict(images):
+    outputs = serve(image=images)
+    if 'logits' not in outputs:
+      raise ValueError(f'{path}: serving_default returns {sorted(outputs)}, not logits')
+    return outputs['logits']
+
+  data = clip_sources.cityscapes_clips(
+      split=split,
+      data_dir=data_dir,
+      height=height,
+      width=width,
+      frame_step=frame_step,
+      centre_stride=centre_stride,
+  )
+  result = evaluate_frames(predict, data, 1, batch_size, max_examples)
+  result['protocol'] = f'cityscapes_gtFine_{split}_{height}x{width}'
+  return result
+
+
+def format_results(result: Dict[str, object]) -> str:
+  """Lines for a report: every mIoU with the classes it averages beside it."""
+  metrics = result['metrics']
+  lines = [f"{result.get('protocol', 'segmentation')}: {result['frames']} labelled frames"]
+  for key, value in metrics.items():
+    if key.startswith('miou_movable'):
+      lines.append(
+          f"  mIoU over the movable classes ({', '.join(class_set.MOVABLE_CLASS_NAMES)}; with "
+          f"pixels: {', '.join(result['movable_classes_present']) or 'none'}): {value:.4f}"
+      )
+  lines.append(f"  mIoU over the classes with pixels: {metrics['miou']:.4f}")
+  lines.append(f"  pixel accuracy: {metrics['pixel_accuracy']:.4f}")
+  return '\n'.join(lines)
