@@ -389,9 +389,10 @@ def test_missing_folders_are_errors_or_counted(raw, tmp_path):
 
 
 def test_build_tool_with_the_shipped_eigen_lists_prints_the_summary(raw, tmp_path):
-  # The fixture drives carry real Eigen frame numbers (drive 0001's 1-3 are in the Zhou train
-  # list, drive 0002's 69 in the Eigen test list): the shipped lists build them and count the
-  # thousands of listed frames that are not in this manual_dir. (In process: the tool's main
+  # The fixture drives carry real Eigen frame numbers (drive 0002's 69 is in the Eigen test
+  # list; drive 0001 is no test drive, so Zhou et al.'s rule puts its frames 0-4 in train, none
+  # in validation by their hash, and 1-3 have both neighbours): the shipped lists build them and
+  # count the hundreds of listed test frames that are not in this manual_dir. (In process: the tool's main
   # only parses flags around this function.)
   from taskology_tf_tools import build_dataset
 

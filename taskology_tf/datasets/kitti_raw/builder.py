@@ -8,9 +8,11 @@ Raw layout (`manual_dir`, as the KITTI raw zips unpack):
 
 One example is the triplet of frames (f - 1, f, f + 1) of one drive around a frame f of the
 split list (image_02, resized to the config's size), with the intrinsics of rectified camera 2
-(P_rect_02) scaled to that size. Split lists (`splits/`, see its SOURCES.md): train and
-validation are Zhou et al.'s Eigen train split (`eigen_zhou`, static frames removed, the
-Eigen test drives excluded), test is Eigen et al.'s 697 test frames. Test examples also carry
+(P_rect_02) scaled to that size. Splits (lists in `splits/`, from SfMLearner, MIT; see its
+SOURCES.md): test is Eigen et al.'s 697 test frames; train and validation follow Zhou et al.'s
+rule (SfMLearner's data preparation), applied to the drives in manual_dir: every frame of every
+drive that is not one of the 28 Eigen test drives, minus the listed static frames, one frame in
+ten (by a hash of drive and frame) for validation. Test examples also carry
 the velodyne ground truth of frame f: at full resolution for the Eigen protocol
 (`gt_depth`, zero-padded to a fixed size) and at the output size (`depth`, middle frame).
 
@@ -35,11 +37,20 @@ from taskology_tf.datasets.kitti_raw import calibration
 
 NUM_FRAMES = 3
 SPLITS_DIR = os.path.join(os.path.dirname(__file__), 'splits')
-# Split name -> list file (monodepth2's `folder frame side` lines; see splits/SOURCES.md).
+EIGEN_TEST_FILES = os.path.join(SPLITS_DIR, 'eigen_test_files.txt')
+EIGEN_TEST_SCENES = os.path.join(SPLITS_DIR, 'test_scenes_eigen.txt')
+STATIC_FRAMES = os.path.join(SPLITS_DIR, 'static_frames.txt.gz')
+# Not files: Zhou et al.'s train / validation rule, applied to manual_dir (`zhou_split`).
+ZHOU_TRAIN = 'zhou_rule:train'
+ZHOU_VALIDATION = 'zhou_rule:validation'
+ZHOU_RULES = (ZHOU_TRAIN, ZHOU_VALIDATION)
+# One frame in ZHOU_VALIDATION_EVERY goes to validation (Zhou et al.: a random 10%).
+ZHOU_VALIDATION_EVERY = 10
+# Split name -> list file (`folder frame side` lines; see splits/SOURCES.md) or a Zhou rule.
 DEFAULT_SPLIT_FILES = (
-    ('train', os.path.join(SPLITS_DIR, 'eigen_zhou_train_files.txt.gz')),
-    ('validation', os.path.join(SPLITS_DIR, 'eigen_zhou_val_files.txt.gz')),
-    ('test', os.path.join(SPLITS_DIR, 'eigen_test_files.txt')),
+    ('train', ZHOU_TRAIN),
+    ('validation', ZHOU_VALIDATION),
+    ('test', EIGEN_TEST_FILES),
 )
 # Largest rectified image of the raw release (2011_09_26: 375 x 1242, 2011_09_28: 376 x 1241,
 # 2011_09_29: 374 x 1238, 2011_09_30 and 2011_10_03: 370 x 1226 / 1224): full-resolution
@@ -61,7 +72,8 @@ class KittiRawConfig(tfds.core.BuilderConfig):
     height: output image rows.
     width: output image columns.
     split_files: ((split, list file), ...): `folder frame side` lines (side 'l' is kept:
-      image_02; 'r' lines are ignored); a `.gz` file is read gunzipped.
+      image_02; 'r' lines are ignored); a `.gz` file is read gunzipped. ZHOU_TRAIN or
+      ZHOU_VALIDATION instead of a file: that part of Zhou et al.'s rule (`zhou_split`).
     gt_height, gt_width: the fixed size full-resolution ground truth is zero-padded to; a
       calibration whose S_rect_02 exceeds it is an error.
   """
@@ -100,7 +112,7 @@ def make_config(
     raise ValueError(f'image sizes must be positive, got {height}x{width}, gt {gt_size}')
   files = tuple(sorted(split_files.items())) if split_files is not None else DEFAULT_SPLIT_FILES
   for split, path in files:
-    if not os.path.isfile(path):
+    if path not in ZHOU_RULES and not os.path.isfile(path):
       raise ValueError(f'split list for {split!r} does not exist: {path}')
   return KittiRawConfig(
       name=config_name(height, width, gt_size),
@@ -136,6 +148,65 @@ def read_split_file(path: str) -> List[Tuple[str, int]]:
       if entry not in seen:
         seen.add(entry)
         entries.append(entry)
+  return entries
+
+
+def _read_lines(path: str) -> List[str]:
+  opener = gzip.open if path.endswith('.gz') else open
+  with opener(path, 'rt') as f:
+    return [line.strip() for line in f if line.strip()]
+
+
+def zhou_split(root: str, split: str) -> List[Tuple[str, int]]:
+  """(drive folder, frame) of Zhou et al.'s Eigen train or validation split within `root`.
+
+  The rule of SfMLearner's data preparation (Zhou et al., CVPR 2017), which monodepth2's
+  `eigen_zhou` lists were made with: every image_02 frame of every drive under `root` except
+  the Eigen test drives (`test_scenes_eigen.txt`) and the static frames (`static_frames.txt`,
+  where the car stands still). Zhou et al. drew a random 10% for validation; here a frame is
+  in validation when crc32('<drive> <frame>') % 10 == 0, so the split of a frame does not
+  depend on which other drives are present. Train comes shuffled (a fixed seed), validation in
+  drive and frame order. Frames without both neighbours are left in (the builder skips them).
+
+  Args:
+    root: manual_dir (days of unzipped KITTI raw drives).
+    split: 'train' or 'validation'.
+
+  Returns:
+    [(drive, frame)], drive as '<day>/<day>_drive_NNNN_sync'.
+  """
+  if split not in ('train', 'validation'):
+    raise ValueError(f'zhou_split: split must be train or validation, got {split!r}')
+  test_scenes = set(_read_lines(EIGEN_TEST_SCENES))
+  static = set()
+  for line in _read_lines(STATIC_FRAMES):
+    day, drive, frame = line.split()
+    static.add((f'{day}/{drive}', int(frame)))
+  entries = []
+  for day in sorted(os.listdir(root)):
+    if not os.path.isdir(os.path.join(root, day)):
+      continue
+    for drive_dir in sorted(os.listdir(os.path.join(root, day))):
+      image_dir = os.path.join(root, day, drive_dir, 'image_02', 'data')
+      if not drive_dir.endswith('_sync') or not os.path.isdir(image_dir):
+        continue
+      if drive_dir[: -len('_sync')] in test_scenes:
+        continue
+      drive = f'{day}/{drive_dir}'
+      frames = sorted(
+          int(name[:-4])
+          for name in os.listdir(image_dir)
+          if name.endswith('.png') and name[:-4].isdigit()
+      )
+      for frame in frames:
+        if (drive, frame) in static:
+          continue
+        in_validation = zlib.crc32(f'{drive} {frame:010d}'.encode()) % ZHOU_VALIDATION_EVERY == 0
+        if in_validation == (split == 'validation'):
+          entries.append((drive, frame))
+  if split == 'train':
+    order = np.random.default_rng(8964).permutation(len(entries))  # SfMLearner's seed.
+    entries = [entries[i] for i in order]
   return entries
 
 
@@ -316,7 +387,7 @@ class KittiRaw(tfds.core.GeneratorBasedBuilder):
         description=_DESCRIPTION,
         features=_features(self.builder_config),
         homepage='https://www.cvlibs.net/datasets/kitti/raw_data.php',
-        # Build order is the split list's order (already shuffled for train).
+        # Build order is the split list's order (train: shuffled, see zhou_split).
         # 'skipped': {'<split>: <reason>': count} of the build (tools/build_dataset.py).
         metadata=tfds.core.MetadataDict(),
         disable_shuffling=True,
@@ -329,7 +400,10 @@ class KittiRaw(tfds.core.GeneratorBasedBuilder):
     self.skips = raw_io.SkipCounter()
     generators = {}
     for split, path in self.builder_config.split_files:
-      items = plan_split(root, split, read_split_file(path), self.skips, with_gt=split == 'test')
+      entries = (
+          zhou_split(root, path.split(':', 1)[1]) if path in ZHOU_RULES else read_split_file(path)
+      )
+      items = plan_split(root, split, entries, self.skips, with_gt=split == 'test')
       if items:
         generators[split] = self._generate_examples(root, split, items)
       else:
