@@ -78,6 +78,7 @@ for _cls, _module in (
     (mtl_nyuv2.nyuv2_clips, 'taskology_tf.mtl'),
     (video_clips.kitti_raw_clips, 'taskology_tf.datasets'),
     (video_clips.cityscapes_clips, 'taskology_tf.datasets'),
+    (video_clips.coco_panoptic_clips, 'taskology_tf.datasets'),
     (DfvDepthTask, 'taskology_tf.tasks'),
     (DfvMotionTask, 'taskology_tf.tasks'),
     (DfvConsistency, 'taskology_tf.consistency'),
