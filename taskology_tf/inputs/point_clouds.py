@@ -28,6 +28,9 @@ from taskology_tf.geometry import pillars as pillars_lib
 from taskology_tf.inputs import pipelines
 
 LABEL_KEYS = ('gt_boxes', 'gt_valid', 'gt_track_ids', 'gt_num_points', 'anchor_match')
+# Labels a source may add: 'gt_difficulty' [n_f, K] int32 (0 not evaluated, 1 LEVEL_1, 2 LEVEL_2),
+# the official levels of the Waymo reader; without it, metrics derive levels from point counts.
+OPTIONAL_LABEL_KEYS = ('gt_difficulty',)
 DROP_KEYS = ('dropped_outside', 'dropped_point_cap', 'dropped_pillar_cap')
 
 
@@ -62,6 +65,7 @@ class PointCloudPipeline:
     )
     num_frames = sequence['gt_boxes'].shape[0]
     out = {k: sequence[k] for k in LABEL_KEYS if k != 'anchor_match'}
+    out.update({k: sequence[k] for k in OPTIONAL_LABEL_KEYS if k in sequence})
     out['anchor_match'] = tf.reshape(match, [num_frames, *anchors.shape[:3]])
     return out
 

@@ -69,7 +69,9 @@ def average_precision(
 
   Args:
     frames: per frame, 'pred_boxes' [D, 7], 'pred_scores' [D], 'gt_boxes' [K, 7] (vehicle frame),
-      'gt_num_points' [K] int lidar points in each box.
+      'gt_num_points' [K] int lidar points in each box, and optionally 'gt_difficulty' [K] int
+      (0 not evaluated, 1, 2: the dataset's own levels, e.g. Waymo's labeller-marked ones),
+      which then replaces the levels derived from the point counts.
     iou_threshold: IoU for a true positive (0.7: Waymo vehicles).
     bev: footprint IoU instead of 3D IoU.
     score_cutoffs: the score cutoffs s of the precision/recall points.
@@ -88,7 +90,8 @@ def average_precision(
         else np.zeros((len(pb), len(gb)))
     )
     acc = heading_accuracy(pb[:, None, 6], gb[None, :, 6]) if len(pb) and len(gb) else iou
-    per_frame.append((np.asarray(f['pred_scores']), iou, acc, difficulty(f['gt_num_points'])))
+    levels = f['gt_difficulty'] if 'gt_difficulty' in f else difficulty(f['gt_num_points'])
+    per_frame.append((np.asarray(f['pred_scores']), iou, acc, np.asarray(levels)))
   out = {}
   for level in (1, 2):
     tp = np.zeros(len(cutoffs))
@@ -138,15 +141,17 @@ class DetectionEvaluator:
     gt = batch['gt_boxes'][:, 0].numpy()
     gt_valid = batch['gt_valid'][:, 0].numpy()
     npts = batch['gt_num_points'][:, 0].numpy()
+    levels = batch['gt_difficulty'][:, 0].numpy() if 'gt_difficulty' in batch else None
     for b in range(len(boxes)):
-      self.frames.append(
-          dict(
-              pred_boxes=boxes[b][valid[b]],
-              pred_scores=scores[b][valid[b]],
-              gt_boxes=gt[b][gt_valid[b]],
-              gt_num_points=npts[b][gt_valid[b]],
-          )
+      frame = dict(
+          pred_boxes=boxes[b][valid[b]],
+          pred_scores=scores[b][valid[b]],
+          gt_boxes=gt[b][gt_valid[b]],
+          gt_num_points=npts[b][gt_valid[b]],
       )
+      if levels is not None:
+        frame['gt_difficulty'] = levels[b][gt_valid[b]]
+      self.frames.append(frame)
 
   def result(self) -> Dict[str, float]:
     out = {}

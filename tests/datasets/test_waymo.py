@@ -176,3 +176,20 @@ def test_real_frame_has_calibration_pose_and_boxes_but_no_points():
   drops = reader.DropCounter()
   assert not list(reader.segment_sequences(REAL, reader.SequenceConfig(num_frames=1), drops))
   assert dict(drops.counts) == {'frames without range images (no lidar points)': 1}
+
+
+def test_official_levels_replace_point_count_levels_in_the_metrics():
+  # Two vehicles with 100 points each (LEVEL_1 by count), the second marked LEVEL_2 by the
+  # labellers; only the first is detected, exactly. With the marked levels, LEVEL_1 ignores the
+  # missed box: AP 1; LEVEL_2 has recall 1/2 at precision 1: AP 0.5. From the counts alone,
+  # LEVEL_1 AP would be 0.5 as well.
+  from taskology_tf.metrics import detection3d  # pylint: disable=g-import-not-at-top
+
+  gt = np.array([[10, 0, 1, 4.5, 2, 1.6, 0], [20, 5, 1, 4.5, 2, 1.6, 0]], np.float32)
+  frame = dict(pred_boxes=gt[:1], pred_scores=np.array([0.9]), gt_boxes=gt,
+               gt_num_points=np.array([100, 100]))  # fmt: skip
+  by_count = detection3d.average_precision([frame])
+  marked = detection3d.average_precision([{**frame, 'gt_difficulty': np.array([1, 2])}])
+  assert by_count['LEVEL_1/AP'] == pytest.approx(0.5)
+  assert marked['LEVEL_1/AP'] == pytest.approx(1.0)
+  assert marked['LEVEL_2/AP'] == pytest.approx(0.5)
