@@ -21,6 +21,13 @@ The video datasets are built from their raw downloads (see WORKSPACE.md, "Datase
 with a progress bar per split and a summary at the end (examples per split, items skipped
 and why). TFDS writes a build into an `incomplete.*` directory and renames it when complete,
 so a failed or interrupted build is never read as a dataset.
+
+Waymo lidar sequences (WORKSPACE.md, "Waymo"), in process or as an Apache Beam pipeline on any
+Beam runner (the same examples either way):
+
+  python tools/build_dataset.py --dataset=waymo --manual_dir=RAW_WAYMO \
+      --data_dir=./data/tensorflow_datasets [--num_frames=3 --time_step=0.5] \
+      [--beam_runner=DirectRunner | --beam_options='--runner=DataflowRunner --project=P ...']
 """
 
 import sys
@@ -35,7 +42,7 @@ import taskology_tf_tools
 # Make `python tools/build_dataset.py` work from the repository root without
 # installing the package.
 
-KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes', 'coco_panoptic')
+KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes', 'coco_panoptic', 'waymo')
 # Raw datasets built from --manual_dir; default output size 128x416 (Gordon et al.).
 VIDEO_DATASETS = ('kitti_raw', 'cityscapes', 'coco_panoptic')
 VIDEO_DEFAULT_SIZE = (128, 416)
@@ -71,6 +78,21 @@ _RESIZE_MODE = flags.DEFINE_enum(
     'crop',
     ['crop', 'stretch'],
     'coco_panoptic: crop (centred window of the output aspect, then resize) or stretch.',
+)
+_NUM_FRAMES = flags.DEFINE_integer('num_frames', 3, 'waymo: frames per sequence (n_f).')
+_TIME_STEP = flags.DEFINE_float('time_step', 0.5, "waymo: seconds between a sequence's frames.")
+_MAX_BOXES = flags.DEFINE_integer('max_boxes', 200, 'waymo: vehicles kept per frame (nearest).')
+_BEAM_RUNNER = flags.DEFINE_string(
+    'beam_runner',
+    None,
+    'waymo: build with an Apache Beam pipeline on this runner (DirectRunner, DataflowRunner, '
+    'FlinkRunner, SparkRunner, ...); unset (and no --beam_options): in process.',
+)
+_BEAM_OPTIONS = flags.DEFINE_string(
+    'beam_options',
+    None,
+    "waymo: Beam pipeline options, e.g. '--runner=DataflowRunner --project=P --region=R "
+    "--temp_location=gs://B/tmp' (implies a Beam build).",
 )
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Rebuild even if the config is already built.')
 
@@ -224,6 +246,70 @@ def build_video_dataset(
   return ds_builder, lines
 
 
+def build_waymo(
+    manual_dir: str,
+    data_dir: str,
+    num_frames: int = 3,
+    time_step: float = 0.5,
+    max_boxes: int = 200,
+    beam_runner=None,
+    beam_options=None,
+    overwrite: bool = False,
+):
+  """Builds Waymo lidar sequences; returns (builder, summary lines).
+
+  Args:
+    manual_dir: the raw download (training/ and validation/ segment files; gs:// works).
+    data_dir: TFDS data directory.
+    num_frames, time_step, max_boxes: the sequence config.
+    beam_runner: a Beam runner name; with it or `beam_options`, a Beam pipeline builds it.
+    beam_options: Beam pipeline options as a command-line string.
+    overwrite: rebuild even if already built.
+  """
+  import shlex  # pylint: disable=g-import-not-at-top
+
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  from taskology_tf.datasets.waymo import builder as lib  # pylint: disable=g-import-not-at-top
+
+  if not manual_dir or not tf.io.gfile.isdir(manual_dir):
+    raise FileNotFoundError(f'--manual_dir={manual_dir!r} is not a directory (the raw download)')
+  use_beam = bool(beam_runner or beam_options)
+  config = lib.make_config(num_frames, time_step, max_boxes)
+  ds_builder = lib.Waymo(config=config, data_dir=data_dir, use_beam=use_beam)
+  kwargs = dict(manual_dir=manual_dir)
+  if use_beam:
+    from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
+
+    kwargs['beam_runner'] = beam_runner
+    kwargs['beam_options'] = pipeline_options.PipelineOptions(shlex.split(beam_options or ''))
+  mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+  reused = ds_builder.is_prepared() and not overwrite
+  if ds_builder.is_prepared() and overwrite:
+    mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+  start = time.time()
+  if not reused:
+    how = f'Beam ({beam_runner or "runner from --beam_options"})' if use_beam else 'in process'
+    logging.info('Building waymo %s from %s into %s, %s', config.name, manual_dir,
+                 ds_builder.data_path, how)  # fmt: skip
+    ds_builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(download_mode=mode, **kwargs)
+    )
+  seconds = time.time() - start
+  info = ds_builder.info
+  lines = [
+      f'waymo {config.name}: {ds_builder.data_path}'
+      + (' (already built; --overwrite rebuilds)' if reused else f' (built in {seconds:.1f} s)')
+  ]
+  for split, split_info in sorted(info.splits.items()):
+    lines.append(f'  {split}: {split_info.num_examples} sequences')
+  skipped = dict(info.metadata.get('skipped', {})) if info.metadata is not None else {}
+  lines.append(f'  dropped {sum(skipped.values())}:' if skipped else '  dropped: none')
+  lines.extend(f'    {reason}: {n}' for reason, n in sorted(skipped.items()))
+  return ds_builder, lines
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -231,6 +317,23 @@ def main(argv):
     raise app.UsageError(
         f'Unknown --dataset={_DATASET.value!r}; known ' f'datasets: {", ".join(KNOWN_DATASETS)}.'
     )
+  if _DATASET.value == 'waymo':
+    try:
+      _, lines = build_waymo(
+          _MANUAL_DIR.value,
+          _DATA_DIR.value,
+          _NUM_FRAMES.value,
+          _TIME_STEP.value,
+          _MAX_BOXES.value,
+          _BEAM_RUNNER.value,
+          _BEAM_OPTIONS.value,
+          _OVERWRITE.value,
+      )
+    except (FileNotFoundError, ValueError) as e:
+      print(f'error: {e}', file=sys.stderr)
+      return 2
+    print('\n'.join(lines))
+    return 0
   if _DATASET.value in VIDEO_DATASETS:
     height = _HEIGHT.value if flags.FLAGS['height'].present else VIDEO_DEFAULT_SIZE[0]
     width = _WIDTH.value if flags.FLAGS['width'].present else VIDEO_DEFAULT_SIZE[1]
