@@ -12,6 +12,14 @@ are printed, each naming its protocol):
 
   python tools/evaluate.py --saved_model=runs/kitti/snapshots/depth --dataset=kitti_raw \
       --data_dir=./data/tensorflow_datasets [--split=test] [--output=eval.json]
+
+A segmentation snapshot (`logits` over the project class set) on Cityscapes gtFine, Table 1's
+mIoU over the movable classes (the classes named beside the number,
+`taskology_tf/metrics/segmentation.py`):
+
+  python tools/evaluate.py --saved_model=runs/table1/snapshots/segmentation \
+      --protocol=segmentation --dataset=cityscapes --split=validation \
+      --data_dir=./data/tensorflow_datasets
 """
 
 import json
@@ -40,6 +48,13 @@ flags.DEFINE_string('data_dir', 'data/tensorflow_datasets', 'SavedModel mode: TF
 flags.DEFINE_string('split', 'test', 'SavedModel mode: split (KITTI: test = Eigen test frames).')
 flags.DEFINE_integer('batch_size', 8, 'SavedModel mode: images per Predict call.')
 flags.DEFINE_integer('max_examples', None, 'SavedModel mode: score only the first N clips.')
+flags.DEFINE_enum(
+    'protocol',
+    'depth',
+    ['depth', 'segmentation'],
+    'SavedModel mode: depth (KITTI / Cityscapes depth protocol) or segmentation (Cityscapes '
+    'gtFine mIoU, movable classes).',
+)
 FLAGS = flags.FLAGS
 
 
@@ -50,6 +65,8 @@ def main_saved_model():
 
   if FLAGS.dataset is None:
     raise app.UsageError('--saved_model needs --dataset=kitti_raw|cityscapes')
+  if FLAGS.protocol == 'segmentation':
+    return _segmentation_saved_model()
   try:
     results = saved_model_eval.evaluate_saved_model(
         FLAGS.saved_model,
@@ -75,6 +92,28 @@ def main_saved_model():
   return 0
 
 
+def _segmentation_saved_model():
+  """--protocol=segmentation: a segmentation SavedModel on Cityscapes gtFine."""
+  from taskology_tf.metrics import saved_model_eval  # pylint: disable=g-import-not-at-top
+  from taskology_tf.metrics import segmentation  # pylint: disable=g-import-not-at-top
+
+  if FLAGS.dataset != 'cityscapes':
+    raise app.UsageError('--protocol=segmentation scores Cityscapes gtFine: --dataset=cityscapes')
+  try:
+    result = segmentation.evaluate_cityscapes_segmentation(
+        FLAGS.saved_model, FLAGS.data_dir, FLAGS.split, FLAGS.batch_size, FLAGS.max_examples
+    )
+  except (FileNotFoundError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(segmentation.format_results(result))
+  if FLAGS.output:
+    result['saved_model'] = saved_model_eval.resolve_saved_model(FLAGS.saved_model)
+    with open(FLAGS.output, 'w') as f:
+      json.dump(result, f, indent=2, sort_keys=True)
+  return 0
+
+
 def main(argv):
   del argv
   if FLAGS.saved_model and FLAGS.run_dir:
@@ -84,6 +123,7 @@ def main(argv):
   if not FLAGS.run_dir:
     raise app.UsageError('--run_dir (checkpoint mode) or --saved_model is required')
   from taskology_tf.training import experiment as experiment_lib
+  from taskology_tf.training import point_cloud_experiment  # pylint: disable=g-import-not-at-top
 
   if not FLAGS.gin_file:
     raise app.UsageError('--gin_file is required')
@@ -96,7 +136,7 @@ def main(argv):
     return 2
   try:
     experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
-    trainer = experiment_lib.Experiment().build_trainer(FLAGS.run_dir)
+    trainer = point_cloud_experiment.experiment_from_gin().build_trainer(FLAGS.run_dir)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

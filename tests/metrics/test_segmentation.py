@@ -1,5 +1,9 @@
 """Segmentation metrics over the project class set: movable mIoU on Cityscapes gtFine clips."""
 
+import json
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -60,6 +64,18 @@ def test_saved_model_evaluation_names_the_classes(cityscapes, tmp_path):
   np.testing.assert_allclose(result['metrics']['miou'], 1.0)
   text = segmentation.format_results(result)
   assert f'mIoU over the movable classes ({MOVABLE}; with pixels: car): 1.0000' in text
+  # The same through tools/evaluate.py.
+  output = tmp_path / 'eval.json'
+  run = subprocess.run(
+      [sys.executable, '-m', 'taskology_tf_tools.evaluate', f'--saved_model={path}',
+       '--protocol=segmentation', '--dataset=cityscapes', '--split=validation',
+       f'--data_dir={cityscapes}', f'--output={output}'],
+      capture_output=True, text=True, timeout=300, check=False,
+  )  # fmt: skip
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert f'mIoU over the movable classes ({MOVABLE}; with pixels: car): 1.0000' in run.stdout
+  saved = json.loads(output.read_text())
+  assert saved['metrics'][KEY] == 1.0 and saved['movable_classes_present'] == ['car']
 
 
 def test_iou_results_checks_its_inputs():
