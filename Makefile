@@ -18,6 +18,9 @@ setup: .venv/.installed
 	python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.lock
+	# The Waymo reader's protos and frame_utils: its declared dependencies pin TF 2.13, so no deps
+	# (what it uses at run time is in the lock; requirements.txt says why).
+	$(PY) -m pip install -q --no-deps waymo-open-dataset-tf-2-12-0==1.6.7
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
