@@ -27,6 +27,7 @@ from absl import flags
 from taskology_tf.training import distributed
 from taskology_tf.training import experiment as experiment_lib
 from taskology_tf.training import frozen as frozen_lib
+from taskology_tf.training import point_cloud_experiment
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -53,7 +54,7 @@ def experiment_serving_plan(gin_files, gin_bindings):
   """Reads (task names, versions to keep loaded per model, {frozen task: (Task, frozen_from)})
   from the experiment's gin config."""
   experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=GIN_SEARCH_DIRS)
-  experiment = experiment_lib.Experiment()
+  experiment = point_cloud_experiment.experiment_from_gin()
   frozen = {
       n: (experiment.config(n).task, experiment.config(n).frozen_from)
       for n in experiment.frozen_task_names

@@ -29,6 +29,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   from taskology_tf.training import experiment as experiment_lib
+  from taskology_tf.training import point_cloud_experiment
   from taskology_tf.training.trainer import NonFiniteLossError
 
   if not FLAGS.gin_file:
@@ -37,7 +38,7 @@ def main(argv):
     )
   try:
     experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
-    experiment = experiment_lib.Experiment()
+    experiment = point_cloud_experiment.experiment_from_gin()
     if FLAGS.task is None:
       trainer = experiment.build_trainer(FLAGS.run_dir)
     else:

@@ -469,6 +469,7 @@ def write_operative_config(run_dir: str) -> str:
 # rather than at the top, which would be circular.
 from taskology_tf.consistency.box_flow import BoxFlowClassConsistency  # noqa: E402
 from taskology_tf.consistency.box_flow import BoxFlowResidualConsistency  # noqa: E402
+from taskology_tf.datasets.waymo import clips as waymo_clips  # noqa: E402
 from taskology_tf.geometry.box_coder import AnchorConfig  # noqa: E402
 from taskology_tf.geometry.pillars import PillarGrid  # noqa: E402
 from taskology_tf.inputs import point_clouds  # noqa: E402
@@ -485,5 +486,6 @@ for _cls, _module in (
     (AnchorConfig, 'taskology_tf.geometry'),
     (point_clouds.PointCloudPipeline, 'taskology_tf.inputs'),
     (point_clouds.synthetic_point_cloud_clips, 'taskology_tf.datasets'),
+    (waymo_clips.waymo_point_cloud_clips, 'taskology_tf.datasets'),
 ):
   gin.external_configurable(_cls, module=_module)

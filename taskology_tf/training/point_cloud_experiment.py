@@ -82,3 +82,14 @@ class PointCloudExperiment(experiment_lib.Experiment):
         batch_size or self.evaluation_batch_size,
         self.evaluation_max_clips,
     )
+
+
+def experiment_from_gin() -> experiment_lib.Experiment:
+  """The experiment root the parsed gin config asks for: a PointCloudExperiment when it binds
+  `PointCloudExperiment.pipeline` (the Table 2 files), else an Experiment. tools/train.py and
+  tools/launch.py build their experiment with this, so one command runs either kind."""
+  try:
+    gin.query_parameter('PointCloudExperiment.pipeline')
+  except ValueError:
+    return experiment_lib.Experiment()
+  return PointCloudExperiment()

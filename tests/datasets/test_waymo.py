@@ -1,4 +1,4 @@
-"""Waymo reader: generated Frames with range images (tests/datasets/waymo_fixtures.py), the
+"""Waymo reader: generated Frames with range images (tests/datasets/taskology_tf/datasets/waymo/generated.py), the
 real sample Frame (calibration, pose, boxes; no range images), and bad input."""
 
 import os
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from waymo_open_dataset import dataset_pb2
 
+from taskology_tf.datasets.waymo import generated as wf
 from taskology_tf.datasets.waymo import reader
-from tests.datasets import waymo_fixtures as wf
 
 L = dataset_pb2.LaserName
 REAL = os.path.join(
@@ -20,7 +20,7 @@ REAL = os.path.join(
 def test_known_returns_land_at_their_vehicle_frame_positions():
   # Four returns on four lidars (TOP with explicit beam inclinations and its per-pixel poses,
   # the others with an inclination range; one second return), at a pose with yaw and
-  # translation. Each must come back at (*) of waymo_fixtures, with its intensity.
+  # translation. Each must come back at (*) of waymo/generated.py, with its intensity.
   pose = wf.yaw_pose(0.7, (30.0, -20.0, 1.0))
   returns = [
       (L.FRONT, 0, 1, 2, 10.0, 0.5),

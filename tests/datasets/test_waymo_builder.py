@@ -7,7 +7,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from taskology_tf.datasets.waymo import builder as waymo
-from tests.datasets import waymo_fixtures as wf
+from taskology_tf.datasets.waymo import clips as waymo_clips
+from taskology_tf.datasets.waymo import generated as wf
 
 # 3 frames 0.2 s apart: a 6-frame segment at 10 Hz gives sequences at frames 4 and 5.
 CONFIG = dict(num_frames=3, time_step=0.2, max_boxes=4)
@@ -59,7 +60,7 @@ def test_beam_and_in_process_builds_are_identical(tmp_path):
   from taskology_tf.geometry import pillars  # pylint: disable=g-import-not-at-top
   from taskology_tf.inputs import point_clouds  # pylint: disable=g-import-not-at-top
 
-  clips = waymo.waymo_point_cloud_clips('train', str(tmp_path / 'local'), **CONFIG)
+  clips = waymo_clips.waymo_point_cloud_clips('train', str(tmp_path / 'local'), **CONFIG)
   seq = next(iter(clips))
   assert seq['points'].shape[0] == 3 and seq['gt_boxes'].shape == (3, 4, 7)
   assert float(tf.reduce_max(tf.abs(seq['points'][..., 3]))) < 1.0  # tanh(intensity)
@@ -74,7 +75,7 @@ def test_beam_and_in_process_builds_are_identical(tmp_path):
 
 def test_missing_raw_data_and_unbuilt_dataset_are_clear_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match=r'(?s)waymo .* is not built.*--dataset=waymo'):
-    waymo.waymo_point_cloud_clips('train', str(tmp_path))
+    waymo_clips.waymo_point_cloud_clips('train', str(tmp_path))
   (tmp_path / 'raw').mkdir()
   (tmp_path / 'raw' / 'notes.txt').write_text('no segments here')  # TFDS rejects an empty dir
   b = waymo.Waymo(config=waymo.make_config(**CONFIG), data_dir=str(tmp_path / 'out'))

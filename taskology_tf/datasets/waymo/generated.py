@@ -1,4 +1,4 @@
-"""Generated Waymo `Frame` protos with range images, for the reader, builder and launch tests.
+"""Generated Waymo `Frame` protos with range images: test fixtures and benchmark input.
 
 Each frame has all five lidars with tiny range images (H x W = 4 x 8, both returns), zlib
 compressed as the real files store them, camera projections, TOP's per-pixel poses, a pose and
