@@ -81,6 +81,7 @@ def make_frame(
     returns=(),
     boxes=(),
     with_laser_data: bool = True,
+    images=None,
 ) -> dataset_pb2.Frame:
   """One Frame.
 
@@ -91,6 +92,8 @@ def make_frame(
     returns: (laser, return index 0/1, row, col, range, intensity) of each lidar return.
     boxes: (x, y, z, l, w, h, heading, id, num_points, marked level, type) in the vehicle frame.
     with_laser_data: False leaves every range image empty (as the real sample file).
+    images: instead of `returns`, {laser: ([h, w, 2] first, [h, w, 2] second return)} dense
+      (range, intensity) images (range <= 0: no return), any h x w (benchmarks).
   """
   frame = dataset_pb2.Frame()
   frame.context.name = segment
@@ -102,7 +105,7 @@ def make_frame(
     calib.name = laser
     ext_yaw, ext_t = EXTRINSICS[laser]
     calib.extrinsic.transform.extend(yaw_pose(ext_yaw, ext_t).ravel().tolist())
-    if laser == dataset_pb2.LaserName.TOP:
+    if laser == dataset_pb2.LaserName.TOP and images is None:
       calib.beam_inclinations.extend(TOP_INCLINATIONS)
     calib.beam_inclination_min, calib.beam_inclination_max = INCLINATION_RANGE
     entry = frame.lasers.add()
@@ -110,18 +113,24 @@ def make_frame(
     if not with_laser_data:
       continue
     for index, ri in enumerate((entry.ri_return1, entry.ri_return2)):
-      image = np.zeros((H, W, 4), np.float32)
-      image[..., 0] = -1.0  # no return
-      for l, r_index, row, col, rng, intensity in returns:
-        if l == laser and r_index == index:
-          image[row, col] = (rng, intensity, 0.0, 0.0)
+      if images is not None:
+        dense = images[laser][index]
+        image = np.zeros(dense.shape[:2] + (4,), np.float32)
+        image[..., :2] = dense
+      else:
+        image = np.zeros((H, W, 4), np.float32)
+        image[..., 0] = -1.0  # no return
+        for l, r_index, row, col, rng, intensity in returns:
+          if l == laser and r_index == index:
+            image[row, col] = (rng, intensity, 0.0, 0.0)
+      h, w = image.shape[:2]
       ri.range_image_compressed = _matrix(dataset_pb2.MatrixFloat, image)
       ri.camera_projection_compressed = _matrix(
-          dataset_pb2.MatrixInt32, np.zeros((H, W, 6), np.int32)
+          dataset_pb2.MatrixInt32, np.zeros((h, w, 6), np.int32)
       )
       if laser == dataset_pb2.LaserName.TOP and index == 0:
         # Every pixel captured at the frame's pose: (roll, pitch, yaw, x, y, z).
-        pose = np.zeros((H, W, 6), np.float32)
+        pose = np.zeros((h, w, 6), np.float32)
         pose[..., 2] = yaw
         pose[..., 3:] = world_from_vehicle[:3, 3]
         ri.range_image_pose_compressed = _matrix(dataset_pb2.MatrixFloat, pose)
@@ -207,3 +216,28 @@ def build_raw_dir(root, num_segments=(2, 1), num_frames=6) -> str:
           os.path.join(root, split, f'segment-{name}_with_camera_labels.tfrecord'), frames
       )
   return str(root)
+
+
+def dense_segment(segment: str, num_frames: int, size=(64, 512), fill=0.5, seed=0, hz=10.0):
+  """A segment of benchmark-sized frames: every lidar (both returns) an h x w range image,
+  `fill` of its pixels with a return at 2-75 m (64 x 512 at 0.5: ~164k points a frame, about a
+  real Waymo frame's), the ego driving at 10 m/s; boxes as `segment_frames`."""
+  rng = np.random.default_rng(seed)
+  frames = []
+  for i in range(num_frames):
+    t = i / hz
+    pose = yaw_pose(0.05 * i, (100.0 + 10.0 * t, 50.0, 0.3))
+    inv = np.linalg.inv(pose)
+    images = {}
+    for laser in LASERS:
+      pair = []
+      for _ in range(2):
+        img = np.stack([rng.uniform(2.0, 75.0, size), rng.uniform(0.0, 2.0, size)], axis=-1).astype(
+            np.float32
+        )
+        img[rng.random(size) > fill, 0] = -1.0
+        pair.append(img)
+      images[laser] = tuple(pair)
+    boxes = [static_box_in(inv, (115.0, 52.0, 0.9, 4.5, 2.0, 1.6, 0.2), 'car_a', points=40)]
+    frames.append(make_frame(segment, 1_000_000 + round(t * 1e6), pose, boxes=boxes, images=images))
+  return frames
