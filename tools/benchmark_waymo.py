@@ -102,7 +102,7 @@ def main(argv):
       ),
       'full 468 x 468 (0.32 m, 32000 x 20)': pillars.PillarGrid(max_pillars=32000, max_points=20),
   }  # fmt: skip
-  print(f'Pillarisation (compiled, one frame at a time, {_PILLAR_FRAMES.value} frames of '
+  print(f'Pillarisation (compiled, one frame at a time, {len(clouds) - 1} frames of '
         f'~{int(clouds[0][1].numpy().sum())} points):')  # fmt: skip
   for name, grid in grids.items():
     fn = tf.function(
