@@ -29,6 +29,25 @@ def tiny_world(tmp_path_factory):
   return data_dir
 
 
+# The KITTI raw fixture's build size (tests/datasets/fixtures.py writes 24x78 raw frames).
+KITTI_HEIGHT = 16
+KITTI_WIDTH = 48
+
+
+@pytest.fixture(scope='session')
+def kitti_raw_tfds(tmp_path_factory):
+  """The KITTI raw fixture in the raw layout, built once with the real builder; returns data_dir.
+
+  Bind `kitti_raw_clips.data_dir` to it with `.height = KITTI_HEIGHT`, `.width = KITTI_WIDTH`.
+  """
+  from tests.datasets import fixtures  # pylint: disable=g-import-not-at-top
+
+  data_dir, _, _, _ = fixtures.build_kitti_raw(
+      str(tmp_path_factory.mktemp('kitti_raw')), KITTI_HEIGHT, KITTI_WIDTH
+  )
+  return data_dir
+
+
 @pytest.fixture
 def dead_port():
   """A loopback port that refuses connections for the whole test, and no one else can take.
