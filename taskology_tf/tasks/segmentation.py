@@ -12,8 +12,10 @@ the evaluator reports per-class IoUs by name and the mIoU over the movable class
 naming them; otherwise it reports mIoU and pixel accuracy over class ids.
 """
 
+import os
 from typing import Optional
 
+from absl import logging
 import tensorflow as tf
 
 from taskology_tf.datasets import class_set
@@ -126,6 +128,8 @@ class SegmentationTask(FrameTask):
   def call(self, model, inputs, training=False):
     image = inputs['image']
     self._check_image(image)
+    if self.network == 'nasfpn' and training and image.shape[0] == 1:
+      _warn_batch_of_one(self.name)
     return {'logits': model(to_float_image(image), training=training)}
 
   def supervised_loss(self, batch, outputs):
@@ -192,3 +196,23 @@ class _ClassSetEvaluator:
 
   def result(self):
     return self.metrics.result()
+
+
+def _warn_batch_of_one(task_name: str) -> None:
+  """Warns of a TF CPU crash: the gradient of a batch of one through ResNet's shortcuts.
+
+  With oneDNN (TF's CPU default), the gradient of a 1x1 stride-2 'SAME' convolution (the
+  ResNet projection shortcut) on a batch of one image of even size corrupts the heap
+  (`malloc(): corrupted top size`, segfault; TF 2.20; minimal repro in WORKSPACE.md). Batches
+  of 2 or more compute correct gradients; TF_ENABLE_ONEDNN_OPTS=0 avoids it.
+  """
+  if os.environ.get('TF_ENABLE_ONEDNN_OPTS', '1') == '0' or tf.config.list_logical_devices('GPU'):
+    return
+  logging.log_first_n(
+      logging.WARNING,
+      'task %r: a NAS-FPN training pass on a batch of one image; its gradient crashes TF on CPU '
+      'with oneDNN (1x1 stride-2 convolution backward). Use a batch of 2 or more '
+      '(<task>/TaskConfig.batch_size) or TF_ENABLE_ONEDNN_OPTS=0.',
+      1,
+      task_name,
+  )
