@@ -113,7 +113,9 @@ def test_build_summary_labels_and_crop(tmp_path):
   assert ex['image'].shape == (1, H, W, 3) and ex['semantics'].shape == (1, H, W)
   np.testing.assert_array_equal(ex['semantics'][0], _expected_labels())
   assert ex['image_id'] == 42 and ex['scene_seed'] == 42
-  pixels = builder.info.metadata['class_pixels']['validation']
+  # The counts are stored with the build (read back by a fresh builder).
+  reread = coco.CocoPanoptic(config=coco.make_config(H, W, 'stretch'), data_dir=data_dir)
+  pixels = reread.info.metadata['class_pixels']['validation']
   expected = _expected_labels()
   assert pixels['person'] == (expected == 11).sum() == 32
   assert pixels['ignore'] == (expected == 255).sum() == 4 + 8  # void 2x2, dog 2x4.
