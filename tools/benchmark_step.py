@@ -20,12 +20,9 @@ r"""Training-step benchmarks (BENCHMARKS.md, "Training step"), each a ratio from
 import json
 import os
 import shlex
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 
 from absl import flags
@@ -187,89 +184,43 @@ def _bench_step():
   }
 
 
-_DECODE_WORKER = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    import tf_keras as keras
-    from taskology_tf.consistency.smoothness import DepthSmoothness
-    from taskology_tf.inputs.pipelines import MixingSchedule
-    from taskology_tf.tasks.depth import DepthTask
-    from taskology_tf.training.experiment import Experiment, TaskConfig, synthetic_world_clips
-    from taskology_tf.training.trainer import LoopConfig
-
-    data_dir, out, steps, run_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    decoded = {'dedicated': 0, 'mediator': 0}
-
-    def source(split, stream):
-      def clips(input_context=None):
-        kwargs = {} if input_context is None else {'input_context': input_context}
-        ds = synthetic_world_clips(domain='sim', split=split, height=48, width=64,
-                                   data_dir=data_dir, **kwargs)
-        def count(seed):
-          decoded[stream] += 1
-          return seed
-        return ds.map(lambda x: {**x, 'scene_seed': tf.reshape(
-            tf.py_function(count, [x['scene_seed']], tf.int64), [])})
-      return clips
-
-    config = TaskConfig(task=DepthTask(48, 64, base_filters=8, levels=4),
-                        optimizer=lambda: keras.optimizers.Adam(1e-3),
-                        dedicated_clips=source('train[:50%]', 'dedicated'), batch_size=8,
-                        dedicated_frames=(1,), strategy=lambda: strategy)
-    experiment = Experiment(tasks=[config], relations=[DepthSmoothness()],
-                            mediator_clips=source('train[50%:]', 'mediator'),
-                            mediator_batch_size=8, mediator_frames=(1,),
-                            schedule=MixingSchedule('joint'),
-                            loop=LoopConfig(num_steps=steps, log_every=10, summary_every=10,
-                                            image_every=0, checkpoint_every=10**6))
-    experiment.build_trainer(run_dir, live=['depth']).train()
-    json.dump({'decoded': decoded, 'steps': steps}, open(out, 'w'))
-""")
-
-
 def _bench_decode():
-  socks = [socket.socket() for _ in range(2)]
-  for s in socks:
-    s.bind(('127.0.0.1', 0))
-  ports = [s.getsockname()[1] for s in socks]
-  for s in socks:
-    s.close()
-  cluster = {'worker': [f'127.0.0.1:{p}' for p in ports]}
+  from taskology_tf.training import local_cluster  # pylint: disable=g-import-not-at-top
+
   tmp = tempfile.mkdtemp(prefix='bench_decode_')
-  procs = []
-  for i in range(2):
-    env = dict(
-        os.environ,
-        TF_CONFIG=json.dumps({'cluster': cluster, 'task': {'type': 'worker', 'index': i}}),
-    )
-    out = os.path.join(tmp, f'worker{i}.json')
-    cmd = [
-        sys.executable,
-        '-c',
-        _DECODE_WORKER,
-        os.path.abspath(FLAGS.data_dir),
-        out,
-        str(FLAGS.decode_steps),
-        os.path.join(tmp, 'run'),
-    ]
-    # The checkout under test comes first on sys.path (the -c script's '' is its cwd).
-    procs.append((subprocess.Popen(cmd, cwd=FLAGS.code_root, env=env), out))
-  results = []
-  for proc, out in procs:
-    if proc.wait(timeout=1800):
-      raise RuntimeError(f'decode worker failed with exit code {proc.returncode}')
-    with open(out) as f:
-      results.append(json.load(f))
   steps = FLAGS.decode_steps
+
+  def args(i, attempt):
+    return dict(
+        data_dir=os.path.abspath(FLAGS.data_dir),
+        out=os.path.join(tmp, f'try{attempt}_worker{i}'),
+        run_dir=os.path.join(tmp, f'try{attempt}_run'),
+        height=48,
+        width=64,
+        base_filters=8,
+        levels=4,
+        batch_size=8,
+        steps=steps,
+        checkpoint_every=10**6,
+        schedule='joint',
+    )
+
+  # The checkout under test comes first on sys.path (the -c script's '' is its cwd).
+  run = local_cluster.run_local_cluster(
+      local_cluster.PROBE_WORKER, args, cwd=FLAGS.code_root, timeout_seconds=1800
+  )
+  if not run.ok:
+    raise RuntimeError('decode workers failed:\n' + run.report())
+  results = []
+  for i in range(2):
+    with open(os.path.join(tmp, f'try{run.attempt}_worker{i}.json')) as f:
+      results.append({k: len(v) for k, v in json.load(f)['read'].items()})
   return {
       'code_root': os.path.abspath(FLAGS.code_root),
       'global_batch': 8,
       'steps': steps,
-      'decoded_per_worker': [r['decoded'] for r in results],
-      'decoded_per_worker_per_step': [
-          {k: v / steps for k, v in r['decoded'].items()} for r in results
-      ],
+      'decoded_per_worker': results,
+      'decoded_per_worker_per_step': [{k: v / steps for k, v in r.items()} for r in results],
   }
 
 

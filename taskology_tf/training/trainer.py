@@ -250,12 +250,16 @@ class Trainer:
     self.jit_compile = jit.pop()
     # The per-replica step is what XLA compiles (as Keras does with jit_compile): the cross-replica
     # gradient all-reduce inside apply_gradients compiles with it; strategy.run around it does not.
+    # No AutoGraph: the step's control flow is Python over static structure (tasks, relations,
+    # frames), which tracing unrolls as it is; AutoGraph's source conversion of every function and
+    # Keras layer it reaches was about a third of the tracing time of the DfVitW step. A relation
+    # that branches on a tensor value must use tf.cond / tf.where (as XLA and TPUs need anyway).
     self._replica_fn = (
-        tf.function(self._replica_step, jit_compile=True)
+        tf.function(self._replica_step, jit_compile=True, autograph=False)
         if self.jit_compile
         else self._replica_step
     )
-    self._step_fn = tf.function(self._distributed_step)
+    self._step_fn = tf.function(self._distributed_step, autograph=False)
 
     os.makedirs(run_dir, exist_ok=True)
     items = dict(step=self.step)
