@@ -45,9 +45,7 @@ def _reads_kitti_raw(path):
 EXPERIMENTS = sorted(
     p
     for p in glob.glob(os.path.join(REPO_ROOT, 'gin', 'experiments', '**', '*.gin'), recursive=True)
-    if not p.endswith('_common.gin')
-    and not _is_other_root(p)
-    and not _reads_kitti_raw(p)
+    if not p.endswith('_common.gin') and not _is_other_root(p) and not _reads_kitti_raw(p)
     # Table 1's files (frozen tasks need their source runs; full scale reads Cityscapes and
     # COCO fixtures) have their own smoke tests: tests/training/test_table1_experiments.py.
     and not os.path.basename(p).startswith('table1_')
