@@ -132,7 +132,9 @@ def evaluate_run(experiment, path, scale, batch_size):
   return result
 
 
-def train_and_evaluate(scale, name, seed, out_dir, num_steps, extra_files, extra_bindings):
+def train_and_evaluate(
+    scale, name, seed, out_dir, num_steps, extra_files, extra_bindings, eval_batch_size=8
+):
   """Trains one run (resuming) and writes its RESULT_FILE atomically; returns the result."""
   import gin  # pylint: disable=g-import-not-at-top
 
@@ -150,7 +152,7 @@ def train_and_evaluate(scale, name, seed, out_dir, num_steps, extra_files, extra
     trainer = experiment.build_trainer(path)
     experiment_lib.write_operative_config(path)
     trainer.train()
-    result = evaluate_run(experiment, path, scale, FLAGS.eval_batch_size)
+    result = evaluate_run(experiment, path, scale, eval_batch_size)
   finally:
     gin.clear_config()
   result.update(experiment=name, seed=seed, steps=int(trainer.step.numpy()))
@@ -327,6 +329,7 @@ def main(argv):
             FLAGS.num_steps,
             FLAGS.extra_gin_file,
             FLAGS.gin_bindings,
+            FLAGS.eval_batch_size,
         )
     )
     trained += 1
