@@ -128,7 +128,7 @@ def random_scene(rng, num_frames):
     frames.append(
         dict(
             pred_boxes=pred,
-            pred_scores=np.round(rng.uniform(0.05, 1.0, len(pred)), 3).astype(np.float32),
+            pred_scores=rng.uniform(0.05, 1.0, len(pred)).astype(np.float32),
             gt_boxes=gt,
             gt_num_points=points,
             gt_difficulty=np.where(points <= 5, 2, 1),

@@ -4,14 +4,15 @@ metric ops do not load with TF 2.20).
 Definitions follow the Waymo Open Dataset detection metrics (Sun et al., CVPR 2020, Sec. 5.1):
 
 - Difficulty: a ground-truth box with more than 5 lidar points is LEVEL_1, with 1..5 points
-  LEVEL_2, with none it is not evaluated. The LEVEL_2 metric scores every box; the LEVEL_1 metric
-  scores LEVEL_1 boxes and ignores LEVEL_2 ones (a prediction matched to an ignored box is
-  neither a true nor a false positive; an unmatched ignored box is no false negative).
+  LEVEL_2, with none it is not evaluated (a source's own 'gt_difficulty' replaces this). The
+  LEVEL_2 metric scores every box. At LEVEL_1, as the official ops count it (checked with
+  tools/compare_waymo_metrics.py), a prediction matched to a LEVEL_2 box is a true positive,
+  but a missed LEVEL_2 box is no false negative: recall = TP / (TP + FN).
 - Per frame and per score cutoff s, the predictions scoring >= s are matched one-to-one to the
   ground truth by the Hungarian method maximising the summed IoU over pairs with IoU >= the
   threshold (0.7 for vehicles). Matched: true positives; unmatched predictions: false
   positives (so duplicates of one object are false positives); unmatched boxes: misses.
-- Precision p(s) = TP / (TP + FP), recall r(s) = TP / (TP + FN), summed over frames. APH uses
+- Precision p(s) = TP / (TP + FP), recall r(s) = TP / (TP + FN), counts summed over frames. APH uses
   heading-weighted true positives, each weighted by 1 - min(|dtheta|, 2 pi - |dtheta|) / pi,
   in both precision and recall.
 - AP = sum_i (r_i - r_{i-1}) max_{j: r_j >= r_i} p_j over the cutoffs' points sorted by
@@ -97,20 +98,23 @@ def average_precision(
     tp = np.zeros(len(cutoffs))
     tph = np.zeros(len(cutoffs))
     fp = np.zeros(len(cutoffs))
+    fn = np.zeros(len(cutoffs))
     num_gt = 0
     for scores, iou, acc, diff in per_frame:
       evaluated = diff > 0
-      scored = evaluated & (diff <= level)  # boxes that count at this level
+      scored = evaluated & (diff <= level)  # boxes whose miss counts at this level
       num_gt += int(scored.sum())
       cols_eval = np.flatnonzero(evaluated)
       for i, s in enumerate(cutoffs):
         rows_kept = np.flatnonzero(scores >= s)
         r, c = _match(iou[np.ix_(rows_kept, cols_eval)], iou_threshold)
         matched_gt = cols_eval[c]
-        counts = scored[matched_gt]
-        tp[i] += counts.sum()
-        tph[i] += acc[rows_kept[r], matched_gt][counts].sum()
-        # Unmatched predictions are false positives; matches to ignored boxes count as nothing.
+        # As the official ops count (tools/compare_waymo_metrics.py): every match is a true
+        # positive, also one to a harder box (LEVEL_2 at LEVEL_1); only misses of boxes at this
+        # level are false negatives; unmatched predictions are false positives.
+        tp[i] += len(r)
+        tph[i] += acc[rows_kept[r], matched_gt].sum()
+        fn[i] += scored.sum() - scored[matched_gt].sum()
         fp[i] += len(rows_kept) - len(r)
     if num_gt == 0:
       out[f'LEVEL_{level}/AP'] = out[f'LEVEL_{level}/APH'] = 0.0
@@ -118,8 +122,9 @@ def average_precision(
     denom = np.maximum(tp + fp, 1e-12)
     prec = np.where(tp + fp > 0, tp / denom, 0.0)
     prec_h = np.where(tp + fp > 0, tph / denom, 0.0)
-    out[f'LEVEL_{level}/AP'] = _ap(prec, tp / num_gt)
-    out[f'LEVEL_{level}/APH'] = _ap(prec_h, tph / num_gt)
+    positives = np.maximum(tp + fn, 1e-12)
+    out[f'LEVEL_{level}/AP'] = _ap(prec, tp / positives)
+    out[f'LEVEL_{level}/APH'] = _ap(prec_h, tph / positives)
   return out
 
 

@@ -84,3 +84,14 @@ def test_bev_iou_ignores_height():
   f = _frame([high], [0.9], [gt])
   assert metrics.average_precision([f], bev=True)['LEVEL_1/AP'] == pytest.approx(1.0)
   assert metrics.average_precision([f], bev=False)['LEVEL_1/AP'] == pytest.approx(0.0)
+
+
+def test_level_1_counts_a_match_to_a_level_2_box_but_not_its_miss():
+  # As the official ops (the rule tools/compare_waymo_metrics.py found): box A (LEVEL_1, missed),
+  # box B (3 points: LEVEL_2, hit exactly at score 0.9). LEVEL_1: TP 1 (the match to B counts),
+  # FN 1 (A), FP 0 -> precision 1 up to recall 1/2: AP 1/2. LEVEL_2 the same counts: AP 1/2.
+  gt = np.array([[10, 0, 1, 4.5, 2, 1.6, 0], [20, 5, 1, 4.5, 2, 1.6, 0]], np.float32)
+  f = dict(pred_boxes=gt[1:], pred_scores=np.array([0.9]), gt_boxes=gt,
+           gt_num_points=np.array([100, 3]))  # fmt: skip
+  out = metrics.average_precision([f])
+  assert out['LEVEL_1/AP'] == pytest.approx(0.5) and out['LEVEL_2/AP'] == pytest.approx(0.5)
