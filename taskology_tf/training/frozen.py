@@ -90,11 +90,11 @@ def _load_checkpoint(task: Task, model: keras.Model, prefix: str, path: str) -> 
         f'(it holds {held or "no networks"}); the source run must have trained a task named '
         f'{task.name!r}'
     )
-  status = tf.train.Checkpoint(**{key: model}).restore(prefix)
   try:
+    status = tf.train.Checkpoint(**{key: model}).restore(prefix)
     status.expect_partial()
     status.assert_existing_objects_matched()
-  except AssertionError as e:
+  except (AssertionError, ValueError) as e:  # ValueError: a variable's shape differs.
     raise FrozenLoadError(
         f'{_binding(task.name)} = {path!r}: the variables of {key!r} in {prefix} do not match '
         f"task {task.name!r}'s network (built from this experiment's gin): {e}"
