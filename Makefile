@@ -40,8 +40,11 @@ demo: setup
 	  --metric=depth/abs_rel --metric=depth/delta1 --metric=normals/mean_angle \
 	  --metric=normals/within_11_25 --metric=normals/within_22_5 --metric=normals/within_30
 
+# Tests run in one worker process per core (pytest-xdist); each worker builds its own session
+# fixtures (the tiny synthetic world takes seconds). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=25
 
 # Style (configured in pyproject.toml): pyink formats, ruff lints. `make format` fixes both.
 lint: setup

@@ -29,6 +29,15 @@ from taskology_tf.networks.randomized_layer_norm import StepReference
 
 ENCODER_FILTERS = (64, 64, 128, 256, 512)
 DECODER_FILTERS = (16, 32, 64, 128, 256)
+
+
+def scaled_filters(filters, scale: float, where: str):
+  """`filters` times `scale`, rounded, at least 1 each (scale 1.0: the published widths)."""
+  if not scale > 0:
+    raise ValueError(f'{where}: filters_scale must be > 0, got {scale}')
+  return tuple(max(1, int(round(f * scale))) for f in filters)
+
+
 # ImageNet statistics of RGB in [0, 1] (the reference reader's IMAGENET_MEAN / IMAGENET_SD).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STDDEV = (0.229, 0.224, 0.225)
@@ -110,6 +119,7 @@ def build_dfv_depth_net(
     reflect_padding: bool = True,
     noise_max_stddev: float = 0.5,
     noise_rampup_steps: int = 10000,
+    filters_scale: float = 1.0,
     name: str = 'dfv_depth',
 ) -> keras.Model:
   """Builds the ResNet-18 U-Net depth network.
@@ -123,6 +133,8 @@ def build_dfv_depth_net(
     reflect_padding: reflect (True, as published) or zero padding in the decoder.
     noise_max_stddev: randomized layer norm noise once ramped up (0.5).
     noise_rampup_steps: steps of the parabolic noise ramp (10000).
+    filters_scale: every layer's filter count times this (1.0 = as published; smaller for fast
+      tests). An ImageNet checkpoint only fits 1.0.
     name: Keras model name.
 
   Returns:
@@ -134,6 +146,8 @@ def build_dfv_depth_net(
   """
   if not (height and width) or height < 1 or width < 1:
     raise ValueError(f'build_dfv_depth_net: height and width must be >= 1, got {height}x{width}')
+  encoder_filters = scaled_filters(ENCODER_FILTERS, filters_scale, 'build_dfv_depth_net')
+  decoder_filters = scaled_filters(DECODER_FILTERS, filters_scale, 'build_dfv_depth_net')
   noise_step = tf.Variable(
       0,
       dtype=tf.int64,
@@ -154,18 +168,18 @@ def build_dfv_depth_net(
   x = keras.layers.Lambda(lambda t: (t - mean) / stddev, name='imagenet_normalize')(image)
 
   # Encoder (encoder_resnet of the reference).
-  x = _encoder_conv(ENCODER_FILTERS[0], 7, 2, 'conv1__conv')(x)
+  x = _encoder_conv(encoder_filters[0], 7, 2, 'conv1__conv')(x)
   x = norm(x, 'conv1')
   econv1 = keras.layers.ReLU(name='conv1__relu')(x)
   x = keras.layers.MaxPool2D(3, 2, padding='same', name='conv1__pool')(econv1)
-  x = _residual_block(x, ENCODER_FILTERS[1], 1, 'conv2_1', step)
-  econv2 = _residual_block(x, ENCODER_FILTERS[1], 1, 'conv2_2', step)
-  x = _residual_block(econv2, ENCODER_FILTERS[2], 2, 'conv3_1', step)
-  econv3 = _residual_block(x, ENCODER_FILTERS[2], 1, 'conv3_2', step)
-  x = _residual_block(econv3, ENCODER_FILTERS[3], 2, 'conv4_1', step)
-  econv4 = _residual_block(x, ENCODER_FILTERS[3], 1, 'conv4_2', step)
-  x = _residual_block(econv4, ENCODER_FILTERS[4], 2, 'conv5_1', step)
-  bottleneck = _residual_block(x, ENCODER_FILTERS[4], 1, 'conv5_2', step)
+  x = _residual_block(x, encoder_filters[1], 1, 'conv2_1', step)
+  econv2 = _residual_block(x, encoder_filters[1], 1, 'conv2_2', step)
+  x = _residual_block(econv2, encoder_filters[2], 2, 'conv3_1', step)
+  econv3 = _residual_block(x, encoder_filters[2], 1, 'conv3_2', step)
+  x = _residual_block(econv3, encoder_filters[3], 2, 'conv4_1', step)
+  econv4 = _residual_block(x, encoder_filters[3], 1, 'conv4_2', step)
+  x = _residual_block(econv4, encoder_filters[4], 2, 'conv5_1', step)
+  bottleneck = _residual_block(x, encoder_filters[4], 1, 'conv5_2', step)
 
   # Decoder: contrib conv2d(_transpose) defaults: Glorot-uniform kernels, zero biases, ReLU.
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
@@ -193,13 +207,13 @@ def build_dfv_depth_net(
 
   x = bottleneck
   for level, skip in ((5, econv4), (4, econv3), (3, econv2), (2, econv1)):
-    up = upconv(x, DECODER_FILTERS[level - 1], level)
+    up = upconv(x, decoder_filters[level - 1], level)
     up = _crop_to(up, skip.shape[1], skip.shape[2], f'upconv{level}_crop')
     x = keras.layers.Concatenate(name=f'skip{level}')([up, skip])
-    x = iconv(_pad1(x, reflect_padding, f'pad{level}'), DECODER_FILTERS[level - 1], level)
-  up = upconv(x, DECODER_FILTERS[0], 1)
+    x = iconv(_pad1(x, reflect_padding, f'pad{level}'), decoder_filters[level - 1], level)
+  up = upconv(x, decoder_filters[0], 1)
   up = _crop_to(up, height, width, 'upconv1_crop')
-  x = iconv(_pad1(up, reflect_padding, 'pad1'), DECODER_FILTERS[0], 1)
+  x = iconv(_pad1(up, reflect_padding, 'pad1'), decoder_filters[0], 1)
   depth = keras.layers.Conv2D(
       1,
       3,

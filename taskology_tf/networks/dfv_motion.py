@@ -26,6 +26,8 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from taskology_tf.networks import dfv_depth
+
 ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)
 # Learnable output scales start here and are kept at or above the minimum (create_scales).
 SCALE_INIT = 0.01
@@ -147,6 +149,7 @@ def build_dfv_motion_net(
     width: int,
     learn_intrinsics: bool = False,
     weight_reg: float = 0.01,
+    filters_scale: float = 1.0,
     name: str = 'dfv_motion',
 ) -> keras.Model:
   """Builds the motion-field network.
@@ -157,6 +160,8 @@ def build_dfv_motion_net(
     learn_intrinsics: add the intrinsics head (output 'intrinsics').
     weight_reg: L2 weight regularisation of the convolutions (the reference's 1e-2, as
       s * sum(w^2) / 2); collected in `model.losses`.
+    filters_scale: the encoder's filter counts times this (the refinement towers follow them);
+      1.0 = as published, smaller for fast tests.
     name: Keras model name.
 
   Returns:
@@ -176,7 +181,9 @@ def build_dfv_motion_net(
   images = keras.layers.Concatenate(name='pair')([image_a, image_b])
   features = []
   x = images
-  for i, filters in enumerate(ENCODER_FILTERS):
+  for i, filters in enumerate(
+      dfv_depth.scaled_filters(ENCODER_FILTERS, filters_scale, 'build_dfv_motion_net')
+  ):
     x = _conv(filters, 3, 2, regularizer, f'conv{i + 1}')(x)
     features.append(x)
   bottleneck = keras.layers.Lambda(

@@ -29,6 +29,8 @@ class DfvDepthTask(DepthTask):
       names, see `dfv_depth.load_imagenet_encoder`); loaded by every `build_network`.
     imagenet_checkpoint_prefix: scope prefix of the names in that checkpoint.
     noise_max_stddev, noise_rampup_steps: randomized layer norm ramp (0.5, 10000).
+    filters_scale: the network's filter counts times this (1.0 as published; gin/tests/tiny.gin
+      shrinks it so smoke tests build in seconds; an ImageNet checkpoint needs 1.0).
     max_depth, min_depth, loss, median_scaling: as `DepthTask` (min_depth 0: the published
       softplus without a floor).
     name: task name.
@@ -46,6 +48,7 @@ class DfvDepthTask(DepthTask):
       imagenet_checkpoint_prefix: str = '',
       noise_max_stddev: float = 0.5,
       noise_rampup_steps: int = 10000,
+      filters_scale: float = 1.0,
       max_depth: float = 80.0,
       min_depth: float = 0.0,
       loss: str = 'log_l1',
@@ -69,6 +72,12 @@ class DfvDepthTask(DepthTask):
     self.imagenet_checkpoint_prefix = imagenet_checkpoint_prefix
     self.noise_max_stddev = noise_max_stddev
     self.noise_rampup_steps = noise_rampup_steps
+    self.filters_scale = filters_scale
+    if imagenet_checkpoint and filters_scale != 1.0:
+      raise ValueError(
+          f'DfvDepthTask({name!r}): imagenet_checkpoint holds the published ResNet-18 widths; '
+          f'filters_scale must be 1.0 with it, got {filters_scale}'
+      )
 
   def build_network(self):
     model = dfv_depth.build_dfv_depth_net(
@@ -78,6 +87,7 @@ class DfvDepthTask(DepthTask):
         reflect_padding=self.reflect_padding,
         noise_max_stddev=self.noise_max_stddev,
         noise_rampup_steps=self.noise_rampup_steps,
+        filters_scale=self.filters_scale,
         name=f'{self.name}_dfv_resnet18',
     )
     if self.imagenet_checkpoint:

@@ -28,6 +28,8 @@ class DfvMotionTask(EgomotionTask):
     height, width: frame size in pixels.
     learn_intrinsics: add the intrinsics head.
     weight_reg: L2 regularisation (1e-2 published), in `model.losses`.
+    filters_scale: the network's filter counts times this (1.0 as published; gin/tests/tiny.gin
+      shrinks it so smoke tests build in seconds).
     name: task name.
   """
 
@@ -37,11 +39,13 @@ class DfvMotionTask(EgomotionTask):
       width: int,
       learn_intrinsics: bool = False,
       weight_reg: float = 0.01,
+      filters_scale: float = 1.0,
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
     self.learn_intrinsics = learn_intrinsics
     self.weight_reg = weight_reg
+    self.filters_scale = filters_scale
 
   @property
   def output_spec(self):
@@ -65,6 +69,7 @@ class DfvMotionTask(EgomotionTask):
         self.width,
         learn_intrinsics=self.learn_intrinsics,
         weight_reg=self.weight_reg,
+        filters_scale=self.filters_scale,
         name=f'{self.name}_dfv_motion',
     )
 

@@ -210,3 +210,19 @@ def test_motion_net_eager_equals_xla(motion_net):
   compiled = tf.function(lambda x, y: motion_net([x, y]), jit_compile=True)(a, b)
   for key in eager:
     np.testing.assert_allclose(eager[key].numpy(), compiled[key].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_filters_scale_shrinks_every_layer_and_defaults_to_the_published_widths():
+  # scaled_filters rounds f * s and keeps at least one filter: 64 * 0.125 = 8, 16 * 0.125 = 2.
+  assert dfv_depth.scaled_filters((64, 16, 1), 0.125, 'x') == (8, 2, 1)
+  assert dfv_depth.scaled_filters(dfv_depth.ENCODER_FILTERS, 1.0, 'x') == dfv_depth.ENCODER_FILTERS
+  with pytest.raises(ValueError, match='filters_scale must be > 0, got 0'):
+    dfv_depth.scaled_filters((64,), 0.0, 'build_dfv_depth_net')
+  depth = dfv_depth.build_dfv_depth_net(32, 32, filters_scale=0.125)
+  assert depth.get_layer('conv1__conv').filters == 8  # 64 / 8
+  assert depth(tf.zeros([1, 32, 32, 3])).shape == (1, 32, 32, 1)
+  motion = dfv_motion.build_dfv_motion_net(32, 32, filters_scale=0.125)
+  # The encoder's 16 ... 1024 filters become 2 ... 128.
+  assert [motion.get_layer(f'conv{i}').filters for i in range(1, 8)] == [2, 4, 8, 16, 32, 64, 128]
+  out = motion([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])
+  assert out['residual_translation'].shape == (1, 32, 32, 3)
