@@ -2,10 +2,13 @@
 
 The fixture (tests/datasets/fixtures.py, built once per session by the real builder) is in the
 KITTI raw layout; gin/tests/tiny.gin plus a 16x48 size and 2-clip batches make the runs tiny.
-The networks themselves keep their published size (ResNet-18 U-Net, motion net), so a compiled
-step costs a minute of XLA compilation on this CPU: the two distinct graphs (joint gradients in
-depth_motion.gin, stale in-process copies in staleness_5min.gin) run compiled, the other
-staleness files (the same graphs with other refresh constants) run their 2 steps uncompiled.
+The tiny overrides also shrink the DfVitW networks' widths (filters_scale 1/8), yet a compiled
+run still costs about a minute of CPU (XLA compiling both networks, forward and backward), an
+uncompiled one about 20 s. So every file runs 2 steps, XLA-compiled for the two distinct graphs
+(depth_motion.gin: joint gradients; staleness_5min.gin: stale copies refreshed by wall-clock
+time), uncompiled for staleness_1min / staleness_20min (staleness_5min's graph with another
+refresh constant) and staleness_0min (the live-peer graph the synthetic dfv_depth_motion.gin
+smoke test compiles).
 """
 
 import glob
@@ -50,6 +53,7 @@ def test_full_scale_settings_are_the_published_recipe(gin_file):
     for task_config, name in zip(experiment.tasks, ('depth', 'motion')):
       task = task_config.task
       assert (task.name, task.height, task.width, task.weight_reg) == (name, 128, 416, 0.01)
+      assert task.filters_scale == 1.0  # The published widths.
       optimizer = task_config.optimizer()
       assert float(optimizer.learning_rate) == pytest.approx(1e-4)
       assert optimizer.global_clipnorm == 10.0 and optimizer.beta_1 == 0.9
@@ -97,6 +101,10 @@ def test_runs_two_steps_on_the_kitti_fixture(gin_file, kitti_raw_tfds, tmp_path)
             f'WIDTH = {KITTI_WIDTH}',
             'Experiment.mediator_batch_size = 2',
             f'TaskConfig.jit_compile = {compiled}',
+            # One checkpoint (at the end) and no image summaries: the synthetic smoke tests
+            # cover both; each save of these networks costs seconds.
+            'LoopConfig.checkpoint_every = 2',
+            'LoopConfig.image_every = 0',
         ],
     )
     trainer = experiment_lib.Experiment().build_trainer(str(tmp_path))
