@@ -143,3 +143,41 @@ class SkipCounter:
       ex = self.examples.get((split, reason))
       out.append(f'  {split}: {n} skipped: {reason}' + (f' (e.g. {", ".join(ex)})' if ex else ''))
     return tuple(out)
+
+
+class RawBuilderMixin:
+  """What the TFDS builders over raw downloads share (put it before GeneratorBasedBuilder).
+
+  Subclasses set CONFIG_CLASS (their BuilderConfig type), DESCRIPTION and HOMEPAGE, and define
+  `_features()`. They get: a `skips` counter for the end-of-build summary; config objects used
+  as given even when they share a predefined config's name (other sizes or split lists); and a
+  DatasetInfo with an empty metadata dict (the build stores `skipped`, {'<split>: <reason>':
+  count}, there) and shuffling off, so examples keep the order the builder generates them in.
+  """
+
+  CONFIG_CLASS = None
+  DESCRIPTION = ''
+  HOMEPAGE = ''
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.skips = SkipCounter()
+
+  def _create_builder_config(self, builder_config, version):
+    if self.CONFIG_CLASS is not None and isinstance(builder_config, self.CONFIG_CLASS):
+      return builder_config
+    return super()._create_builder_config(builder_config, version)
+
+  def _features(self):
+    raise NotImplementedError(f'{type(self).__name__} must define _features()')
+
+  def _info(self):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+    return self.dataset_info_from_configs(
+        description=self.DESCRIPTION,
+        features=self._features(),
+        homepage=self.HOMEPAGE,
+        metadata=tfds.core.MetadataDict(),
+        disable_shuffling=True,
+    )

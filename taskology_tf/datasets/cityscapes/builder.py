@@ -388,7 +388,7 @@ def make_example(root: str, item: _Item, config: CityscapesConfig) -> dict:
 _PREDEFINED = {'128x416': CityscapesConfig(name='128x416', description='128x416 crops.')}
 
 
-class Cityscapes(tfds.core.GeneratorBasedBuilder):
+class Cityscapes(raw_io.RawBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Cityscapes sequence triplets (manual download, see WORKSPACE.md)."""
 
   VERSION = tfds.core.Version('1.1.0')
@@ -403,24 +403,13 @@ class Cityscapes(tfds.core.GeneratorBasedBuilder):
   and unzip them into one folder (giving leftImg8bit_sequence/, camera/, gtFine/, disparity/).
   """
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.skips = raw_io.SkipCounter()
+  CONFIG_CLASS = CityscapesConfig
+  DESCRIPTION = _DESCRIPTION
+  HOMEPAGE = 'https://www.cityscapes-dataset.com/'
+  # 'skipped': {'<split>: <reason>': count} of the build (tools/build_dataset.py).
 
-  def _create_builder_config(self, builder_config, version):
-    if isinstance(builder_config, CityscapesConfig):
-      return builder_config
-    return super()._create_builder_config(builder_config, version)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=_DESCRIPTION,
-        features=_features(self.builder_config),
-        homepage='https://www.cityscapes-dataset.com/',
-        # 'skipped': {'<split>: <reason>': count} of the build (tools/build_dataset.py).
-        metadata=tfds.core.MetadataDict(),
-        disable_shuffling=True,
-    )
+  def _features(self):
+    return _features(self.builder_config)
 
   def _split_generators(self, dl_manager):
     root = os.fspath(dl_manager.manual_dir)

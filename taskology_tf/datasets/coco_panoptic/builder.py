@@ -304,7 +304,7 @@ def _features(config: CocoPanopticConfig) -> tfds.features.FeaturesDict:
 _PREDEFINED = {'128x416': CocoPanopticConfig(name='128x416', description='128x416, crop.')}
 
 
-class CocoPanoptic(tfds.core.GeneratorBasedBuilder):
+class CocoPanoptic(raw_io.RawBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """COCO panoptic -> project-class semantic labels (manual download, see WORKSPACE.md)."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -316,24 +316,13 @@ class CocoPanoptic(tfds.core.GeneratorBasedBuilder):
   annotations/panoptic_train2017.zip and annotations/panoptic_val2017.zip in place.
   """
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.skips = raw_io.SkipCounter()
+  CONFIG_CLASS = CocoPanopticConfig
+  DESCRIPTION = _DESCRIPTION
+  HOMEPAGE = 'https://cocodataset.org/#panoptic-2020'
+  # 'skipped': {'<split>: <reason>': count}; 'class_pixels': {split: {class: pixels}}.
 
-  def _create_builder_config(self, builder_config, version):
-    if isinstance(builder_config, CocoPanopticConfig):
-      return builder_config
-    return super()._create_builder_config(builder_config, version)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=_DESCRIPTION,
-        features=_features(self.builder_config),
-        homepage='https://cocodataset.org/#panoptic-2020',
-        # 'skipped': {'<split>: <reason>': count}; 'class_pixels': {split: {class: pixels}}.
-        metadata=tfds.core.MetadataDict(),
-        disable_shuffling=True,
-    )
+  def _features(self):
+    return _features(self.builder_config)
 
   def _split_generators(self, dl_manager):
     root = os.fspath(dl_manager.manual_dir)

@@ -359,7 +359,7 @@ def make_example(root: str, item: _Item, config: KittiRawConfig, calib_cache: di
 _PREDEFINED = {'128x416': KittiRawConfig(name='128x416', description='128x416, Eigen split.')}
 
 
-class KittiRaw(tfds.core.GeneratorBasedBuilder):
+class KittiRaw(raw_io.RawBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """KITTI raw frame triplets on the Eigen split (manual download, see WORKSPACE.md)."""
 
   VERSION = tfds.core.Version('1.0.0')
@@ -372,26 +372,15 @@ class KittiRaw(tfds.core.GeneratorBasedBuilder):
   <manual_dir>/2011_09_26/2011_09_26_drive_0001_sync/image_02/data/*.png.
   """
 
-  def __init__(self, *args, **kwargs):
-    super().__init__(*args, **kwargs)
-    self.skips = raw_io.SkipCounter()
+  CONFIG_CLASS = KittiRawConfig
+  DESCRIPTION = _DESCRIPTION
+  HOMEPAGE = 'https://www.cvlibs.net/datasets/kitti/raw_data.php'
+  # As SyntheticWorld: a config object may share a predefined name (other split lists).
+  # Build order is the split list's order (train: shuffled, see zhou_split).
+  # 'skipped': {'<split>: <reason>': count} of the build (tools/build_dataset.py).
 
-  def _create_builder_config(self, builder_config, version):
-    # As SyntheticWorld: a config object may share a predefined name (other split lists).
-    if isinstance(builder_config, KittiRawConfig):
-      return builder_config
-    return super()._create_builder_config(builder_config, version)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=_DESCRIPTION,
-        features=_features(self.builder_config),
-        homepage='https://www.cvlibs.net/datasets/kitti/raw_data.php',
-        # Build order is the split list's order (train: shuffled, see zhou_split).
-        # 'skipped': {'<split>: <reason>': count} of the build (tools/build_dataset.py).
-        metadata=tfds.core.MetadataDict(),
-        disable_shuffling=True,
-    )
+  def _features(self):
+    return _features(self.builder_config)
 
   def _split_generators(self, dl_manager):
     root = os.fspath(dl_manager.manual_dir)

@@ -145,7 +145,7 @@ def segment_files(root: str) -> Dict[str, list]:
   return out
 
 
-class Waymo(tfds.core.GeneratorBasedBuilder):
+class Waymo(raw_io.RawBuilderMixin, tfds.core.GeneratorBasedBuilder):
   """Waymo lidar sequences (manual download, see WORKSPACE.md).
 
   Args (besides TFDS's):
@@ -162,26 +162,18 @@ class Waymo(tfds.core.GeneratorBasedBuilder):
   <manual_dir>/training/ and <manual_dir>/validation/ (a gs:// folder works too).
   """
 
+  CONFIG_CLASS = WaymoConfig
+  DESCRIPTION = _DESCRIPTION
+  HOMEPAGE = 'https://waymo.com/open/'
+  # 'skipped': {'<split>: <reason>': count} (tools/build_dataset.py prints it).
+  # Segment file order, frames in time order: the same order in process and under Beam.
+
   def __init__(self, *args, use_beam: bool = False, **kwargs):
     super().__init__(*args, **kwargs)
     self.use_beam = use_beam
-    self.skips = raw_io.SkipCounter()
 
-  def _create_builder_config(self, builder_config, version):
-    if isinstance(builder_config, WaymoConfig):
-      return builder_config
-    return super()._create_builder_config(builder_config, version)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        description=_DESCRIPTION,
-        features=_features(self.builder_config),
-        homepage='https://waymo.com/open/',
-        # 'skipped': {'<split>: <reason>': count} (tools/build_dataset.py prints it).
-        metadata=tfds.core.MetadataDict(),
-        # Segment file order, frames in time order: the same order in process and under Beam.
-        disable_shuffling=True,
-    )
+  def _features(self):
+    return _features(self.builder_config)
 
   def _split_generators(self, dl_manager):
     root = os.fspath(dl_manager.manual_dir)
