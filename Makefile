@@ -40,9 +40,10 @@ demo: setup
 	  --metric=depth/abs_rel --metric=depth/delta1 --metric=normals/mean_angle \
 	  --metric=normals/within_11_25 --metric=normals/within_22_5 --metric=normals/within_30
 
-# Tests run in one worker process per core (pytest-xdist); each worker builds its own session
-# fixtures (the tiny synthetic world takes seconds). TEST_WORKERS=0 runs them in this process.
-TEST_WORKERS ?= auto
+# Tests run in 2 worker processes (pytest-xdist); each builds its own session fixtures (the tiny
+# synthetic world takes seconds) and holds a TensorFlow of ~1-2 GB. TEST_WORKERS=auto uses one per
+# core; TEST_WORKERS=0 runs everything in this process.
+TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS) --durations=25
 
