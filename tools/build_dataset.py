@@ -310,6 +310,18 @@ def build_waymo(
   return ds_builder, lines
 
 
+def _run_raw_build(build) -> int:
+  """Runs a raw-data build (returning (builder, summary lines)); prints its summary, or one error
+  line naming what is wrong (the builders name the file) and exit code 2."""
+  try:
+    _, lines = build()
+  except (FileNotFoundError, ValueError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print('\n'.join(lines))
+  return 0
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
@@ -318,42 +330,34 @@ def main(argv):
         f'Unknown --dataset={_DATASET.value!r}; known ' f'datasets: {", ".join(KNOWN_DATASETS)}.'
     )
   if _DATASET.value == 'waymo':
-    try:
-      _, lines = build_waymo(
-          _MANUAL_DIR.value,
-          _DATA_DIR.value,
-          _NUM_FRAMES.value,
-          _TIME_STEP.value,
-          _MAX_BOXES.value,
-          _BEAM_RUNNER.value,
-          _BEAM_OPTIONS.value,
-          _OVERWRITE.value,
-      )
-    except (FileNotFoundError, ValueError) as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 2
-    print('\n'.join(lines))
-    return 0
+    return _run_raw_build(
+        lambda: build_waymo(
+            _MANUAL_DIR.value,
+            _DATA_DIR.value,
+            _NUM_FRAMES.value,
+            _TIME_STEP.value,
+            _MAX_BOXES.value,
+            _BEAM_RUNNER.value,
+            _BEAM_OPTIONS.value,
+            _OVERWRITE.value,
+        )
+    )
   if _DATASET.value in VIDEO_DATASETS:
     height = _HEIGHT.value if flags.FLAGS['height'].present else VIDEO_DEFAULT_SIZE[0]
     width = _WIDTH.value if flags.FLAGS['width'].present else VIDEO_DEFAULT_SIZE[1]
-    try:
-      _, lines = build_video_dataset(
-          _DATASET.value,
-          _MANUAL_DIR.value,
-          height,
-          width,
-          _DATA_DIR.value,
-          _OVERWRITE.value,
-          _FRAME_STEP.value,
-          _CENTRE_STRIDE.value,
-          _RESIZE_MODE.value,
-      )
-    except (FileNotFoundError, ValueError) as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 2
-    print('\n'.join(lines))
-    return 0
+    return _run_raw_build(
+        lambda: build_video_dataset(
+            _DATASET.value,
+            _MANUAL_DIR.value,
+            height,
+            width,
+            _DATA_DIR.value,
+            _OVERWRITE.value,
+            _FRAME_STEP.value,
+            _CENTRE_STRIDE.value,
+            _RESIZE_MODE.value,
+        )
+    )
   domains = ('sim', 'real') if _DOMAIN.value == 'both' else (_DOMAIN.value,)
   for domain in domains:
     built = build_synthetic_world(
