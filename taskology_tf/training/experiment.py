@@ -19,6 +19,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
+from taskology_tf.consistency.depth_normals_anchored import AnchoredDepthNormalsConsistency
 from taskology_tf.consistency.dfv import DfvConsistency
 from taskology_tf.consistency.dfv import DfvDepthSmoothness
 from taskology_tf.consistency.dfv import DfvMotionSmoothness
@@ -56,6 +57,7 @@ for _cls, _module in (
     (SegmentationTask, 'taskology_tf.tasks'),
     (EgomotionTask, 'taskology_tf.tasks'),
     (DepthNormalsConsistency, 'taskology_tf.consistency'),
+    (AnchoredDepthNormalsConsistency, 'taskology_tf.consistency'),
     (PhotometricConsistency, 'taskology_tf.consistency'),
     (SegmentationWarpConsistency, 'taskology_tf.consistency'),
     (DepthSmoothness, 'taskology_tf.consistency'),
