@@ -8,6 +8,9 @@ convolutions; filters 256, 128, 64, 32, 16) ending in a softplus depth map at fu
 normalised with the ImageNet mean and stddev inside the network, as the reference's reader does
 for the depth input.
 
+`build_resnet18_unet` is that network with the head as a parameter; the normals network of
+the indoor experiments (networks/dfv_normals.py) is the same U-Net with a 3-channel head.
+
 Two generalisations, both the identity at the published 128x416 (and any size divisible by 32):
 - Sizes not divisible by 32: a transposed convolution doubles its input, which can be one pixel
   larger than the encoder's skip (the encoder rounds up); its output is cropped to the skip.
@@ -112,42 +115,47 @@ def _crop_to(x, height: int, width: int, name: str):
   return keras.layers.Cropping2D(((0, dh), (0, dw)), name=name)(x)
 
 
-def build_dfv_depth_net(
+def build_resnet18_unet(
     height: int,
     width: int,
+    head_channels: int,
+    head_activation,
+    head_name: str,
+    head_bias_initializer='zeros',
+    output_fn=None,
     weight_reg: float = 0.01,
     reflect_padding: bool = True,
     noise_max_stddev: float = 0.5,
     noise_rampup_steps: int = 10000,
     filters_scale: float = 1.0,
     name: str = 'dfv_depth',
+    where: str = 'build_resnet18_unet',
 ) -> keras.Model:
-  """Builds the ResNet-18 U-Net depth network.
+  """The DfVitW ResNet-18 U-Net with a configurable head (shared by the depth and normals nets).
+
+  Everything up to the last 3x3 convolution is the reference's depth_prediction_resnet18unet;
+  the head is a 3x3 VALID convolution (after reflect padding) to `head_channels` with
+  `head_activation`, named `head_name`, optionally followed by `output_fn` (a Lambda).
 
   Args:
-    height: input height in pixels (static; at least 1).
-    width: input width in pixels (static).
-    weight_reg: L2 weight regularisation of the decoder (the reference's weight_reg = 1e-2;
-      its l2_regularizer(s) is s * sum(w^2) / 2). Collected in `model.losses`; the encoder has
-      none, as in the reference.
-    reflect_padding: reflect (True, as published) or zero padding in the decoder.
-    noise_max_stddev: randomized layer norm noise once ramped up (0.5).
-    noise_rampup_steps: steps of the parabolic noise ramp (10000).
-    filters_scale: every layer's filter count times this (1.0 = as published; smaller for fast
-      tests). An ImageNet checkpoint only fits 1.0.
-    name: Keras model name.
+    height, width: input size in pixels (static; at least 1).
+    head_channels: channels of the output convolution (1 for depth, 3 for normals).
+    head_activation: its Keras activation ('softplus' for depth, None for normals).
+    head_name: its layer name ('disp1' for depth, as the reference).
+    head_bias_initializer: its bias initialiser (zeros for depth, as the reference).
+    output_fn: optional tensor -> tensor applied after the head (e.g. unit normalisation).
+    weight_reg, reflect_padding, noise_max_stddev, noise_rampup_steps, filters_scale, name:
+      see `build_dfv_depth_net`.
+    where: the public builder's name, for error messages.
 
   Returns:
-    A tf_keras Model: `image` float32 [B, H, W, 3] RGB in [0, 1] -> depth float32
-    [B, H, W, 1] (softplus, positive; metres up to the scale of self-supervision). The model
-    has an attribute `noise_step` (int64 variable, non-trainable) that the randomized layer
-    norms read their noise ramp from, through `noise_step_reference` (a StepReference whose
-    `variable` a trainer may replace by its own step variable before the first trace).
+    A tf_keras Model `image` float32 [B, H, W, 3] RGB in [0, 1] -> [B, H, W, head_channels],
+    with `noise_step` and `noise_step_reference` attributes (see `build_dfv_depth_net`).
   """
   if not (height and width) or height < 1 or width < 1:
-    raise ValueError(f'build_dfv_depth_net: height and width must be >= 1, got {height}x{width}')
-  encoder_filters = scaled_filters(ENCODER_FILTERS, filters_scale, 'build_dfv_depth_net')
-  decoder_filters = scaled_filters(DECODER_FILTERS, filters_scale, 'build_dfv_depth_net')
+    raise ValueError(f'{where}: height and width must be >= 1, got {height}x{width}')
+  encoder_filters = scaled_filters(ENCODER_FILTERS, filters_scale, where)
+  decoder_filters = scaled_filters(DECODER_FILTERS, filters_scale, where)
   noise_step = tf.Variable(
       0,
       dtype=tf.int64,
@@ -214,26 +222,77 @@ def build_dfv_depth_net(
   up = upconv(x, decoder_filters[0], 1)
   up = _crop_to(up, height, width, 'upconv1_crop')
   x = iconv(_pad1(up, reflect_padding, 'pad1'), decoder_filters[0], 1)
-  depth = keras.layers.Conv2D(
-      1,
+  out = keras.layers.Conv2D(
+      head_channels,
       3,
       padding='valid',
-      activation='softplus',
+      activation=head_activation,
+      bias_initializer=head_bias_initializer,
       kernel_regularizer=regularizer,
-      name='disp1',
+      name=head_name,
   )(_pad1(x, reflect_padding, 'pad0'))
-  model = keras.Model(image, depth, name=name)
+  if output_fn is not None:
+    out = keras.layers.Lambda(output_fn, name=f'{head_name}_output')(out)
+  model = keras.Model(image, out, name=name)
   model.noise_step = noise_step
   # What every randomized layer norm reads; a trainer may point it at its own step variable.
   model.noise_step_reference = step
   return model
 
 
+def build_dfv_depth_net(
+    height: int,
+    width: int,
+    weight_reg: float = 0.01,
+    reflect_padding: bool = True,
+    noise_max_stddev: float = 0.5,
+    noise_rampup_steps: int = 10000,
+    filters_scale: float = 1.0,
+    name: str = 'dfv_depth',
+) -> keras.Model:
+  """Builds the ResNet-18 U-Net depth network.
+
+  Args:
+    height: input height in pixels (static; at least 1).
+    width: input width in pixels (static).
+    weight_reg: L2 weight regularisation of the decoder (the reference's weight_reg = 1e-2;
+      its l2_regularizer(s) is s * sum(w^2) / 2). Collected in `model.losses`; the encoder has
+      none, as in the reference.
+    reflect_padding: reflect (True, as published) or zero padding in the decoder.
+    noise_max_stddev: randomized layer norm noise once ramped up (0.5).
+    noise_rampup_steps: steps of the parabolic noise ramp (10000).
+    filters_scale: every layer's filter count times this (1.0 = as published; smaller for fast
+      tests). An ImageNet checkpoint only fits 1.0.
+    name: Keras model name.
+
+  Returns:
+    A tf_keras Model: `image` float32 [B, H, W, 3] RGB in [0, 1] -> depth float32
+    [B, H, W, 1] (softplus, positive; metres up to the scale of self-supervision). The model
+    has an attribute `noise_step` (int64 variable, non-trainable) that the randomized layer
+    norms read their noise ramp from, through `noise_step_reference` (a StepReference whose
+    `variable` a trainer may replace by its own step variable before the first trace).
+  """
+  return build_resnet18_unet(
+      height,
+      width,
+      head_channels=1,
+      head_activation='softplus',
+      head_name='disp1',
+      weight_reg=weight_reg,
+      reflect_padding=reflect_padding,
+      noise_max_stddev=noise_max_stddev,
+      noise_rampup_steps=noise_rampup_steps,
+      filters_scale=filters_scale,
+      name=name,
+      where='build_dfv_depth_net',
+  )
+
+
 def encoder_variables(model: keras.Model) -> Dict[str, tf.Variable]:
   """The encoder's variables keyed by their reference checkpoint names.
 
   Args:
-    model: a network from `build_dfv_depth_net`.
+    model: a network from `build_resnet18_unet` (the depth or the normals network).
 
   Returns:
     {'conv1/conv/kernel': variable, 'conv1/bn/gamma': ..., 'conv2_1/conv_1/kernel': ...}.
@@ -258,7 +317,7 @@ def load_imagenet_encoder(model: keras.Model, checkpoint_path: str, prefix: str 
   has none).
 
   Args:
-    model: a network from `build_dfv_depth_net`.
+    model: a network from `build_resnet18_unet` (the depth or the normals network).
     checkpoint_path: a checkpoint prefix, or a directory holding one.
     prefix: scope prepended to every name in the checkpoint (e.g. 'resnet18/').
 

@@ -7,6 +7,7 @@ import tensorflow as tf
 from taskology_tf.serving.export import SnapshotWriter
 from taskology_tf.tasks.dfv_depth import DfvDepthTask
 from taskology_tf.tasks.dfv_motion import DfvMotionTask
+from taskology_tf.tasks.dfv_normals import DfvNormalsTask
 
 H, W = 16, 24
 B, T = 1, 3
@@ -26,8 +27,10 @@ def _mediator(seed=0):
     [
         (lambda: DfvDepthTask(H, W), [B, T]),
         (lambda: DfvMotionTask(H, W, learn_intrinsics=True), [B, T - 1]),
+        # Quarter widths (the full-width network is the depth one's plus 290 parameters).
+        (lambda: DfvNormalsTask(H, W, filters_scale=0.25, flip_at_test=True), [B, T]),
     ],
-    ids=['depth', 'motion'],
+    ids=['depth', 'motion', 'normals'],
 )
 def test_eager_graph_spec_and_snapshot(make_task, leading, tmp_path):
   task = make_task()
@@ -67,6 +70,26 @@ def test_depth_noise_step_advances_once_per_training_pass():
   fixed_model = fixed.build_network()
   fixed.call(fixed_model, inputs, training=True)
   assert int(fixed_model.noise_step.numpy()) == 0
+
+
+def test_normals_unit_noise_step_and_trainer_binding():
+  task = DfvNormalsTask(H, W, filters_scale=0.125)
+  model = task.build_network()
+  inputs = task.serving_inputs(_mediator())
+  step = tf.function(lambda x: task.call(model, x, training=True))
+  out = step(inputs)
+  step(inputs)
+  np.testing.assert_allclose(tf.norm(out['normals'], axis=-1).numpy(), 1.0, atol=1e-5)
+  assert int(model.noise_step.numpy()) == 2
+  # Bound to a trainer's step, the network's own counter stays put and the norms read the step.
+  bound = task.build_network()
+  trainer_step = tf.Variable(7, dtype=tf.int64)
+  task.bind_training_step(bound, trainer_step)
+  task.call(bound, inputs, training=True)
+  assert int(bound.noise_step.numpy()) == 0
+  assert bound.noise_step_reference.variable is trainer_step
+  with pytest.raises(ValueError, match=r"DfvNormalsTask\('normals'\).*filters_scale must be 1.0"):
+    DfvNormalsTask(H, W, imagenet_checkpoint='/x', filters_scale=0.5)
 
 
 def test_motion_runs_both_frame_orders():
