@@ -35,6 +35,7 @@ from taskology_tf.mtl.trainer import MTLExperiment
 from taskology_tf.tasks.depth import DepthTask
 from taskology_tf.tasks.dfv_depth import DfvDepthTask
 from taskology_tf.tasks.dfv_motion import DfvMotionTask
+from taskology_tf.tasks.dfv_normals import DfvNormalsTask
 from taskology_tf.tasks.egomotion import EgomotionTask
 from taskology_tf.tasks.normals import NormalsTask
 from taskology_tf.tasks.segmentation import SegmentationTask
@@ -83,6 +84,7 @@ for _cls, _module in (
     (video_clips.coco_panoptic_clips, 'taskology_tf.datasets'),
     (DfvDepthTask, 'taskology_tf.tasks'),
     (DfvMotionTask, 'taskology_tf.tasks'),
+    (DfvNormalsTask, 'taskology_tf.tasks'),
     (DfvConsistency, 'taskology_tf.consistency'),
     (DfvDepthSmoothness, 'taskology_tf.consistency'),
     (DfvMotionSmoothness, 'taskology_tf.consistency'),
