@@ -17,6 +17,9 @@ The video datasets are built from their raw downloads (see WORKSPACE.md, "Datase
       --data_dir=./data/tensorflow_datasets
   python tools/build_dataset.py --dataset=coco_panoptic --manual_dir=RAW_COCO \
       --data_dir=./data/tensorflow_datasets [--height=128 --width=416 --resize_mode=crop]
+  python tools/build_dataset.py --dataset=scannet --manual_dir=RAW_SCANNET \
+      --data_dir=./data/tensorflow_datasets [--height=240 --width=320 --frame_stride=10 \
+      --clip_stride=30]
 
 with a progress bar per split and a summary at the end (examples per split, items skipped
 and why). TFDS writes a build into an `incomplete.*` directory and renames it when complete,
@@ -42,10 +45,12 @@ import taskology_tf_tools
 # Make `python tools/build_dataset.py` work from the repository root without
 # installing the package.
 
-KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes', 'coco_panoptic', 'waymo')
+KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes', 'coco_panoptic', 'waymo', 'scannet')
 # Raw datasets built from --manual_dir; default output size 128x416 (Gordon et al.).
-VIDEO_DATASETS = ('kitti_raw', 'cityscapes', 'coco_panoptic')
+VIDEO_DATASETS = ('kitti_raw', 'cityscapes', 'coco_panoptic', 'scannet')
 VIDEO_DEFAULT_SIZE = (128, 416)
+# Other default output sizes (Table 3's indoor datasets: 240x320).
+DEFAULT_SIZES = {'scannet': (240, 320)}
 
 _DATASET = flags.DEFINE_string(
     'dataset', 'synthetic_world', f'Dataset to build; one of {KNOWN_DATASETS}.'
@@ -72,6 +77,12 @@ _FRAME_STEP = flags.DEFINE_integer(
 )
 _CENTRE_STRIDE = flags.DEFINE_integer(
     'centre_stride', 2, 'cityscapes: frames between the centres of successive triplets.'
+)
+_FRAME_STRIDE = flags.DEFINE_integer(
+    'frame_stride', 10, "scannet: frames between a triplet's frames (30 fps scans)."
+)
+_CLIP_STRIDE = flags.DEFINE_integer(
+    'clip_stride', 30, 'scannet: frames between the first frames of successive triplets.'
 )
 _RESIZE_MODE = flags.DEFINE_enum(
     'resize_mode',
@@ -175,8 +186,10 @@ def build_video_dataset(
     frame_step: int = 1,
     centre_stride: int = 2,
     resize_mode: str = 'crop',
+    frame_stride: int = 10,
+    clip_stride: int = 30,
 ):
-  """Builds KITTI raw, Cityscapes or COCO panoptic from a raw download.
+  """Builds KITTI raw, Cityscapes, COCO panoptic or ScanNet from a raw download.
 
   Returns (builder, summary lines).
 
@@ -188,6 +201,7 @@ def build_video_dataset(
     overwrite: rebuild even if already built.
     frame_step, centre_stride: Cityscapes triplet sampling (see CityscapesConfig).
     resize_mode: COCO panoptic resizing ('crop' or 'stretch', see CocoPanopticConfig).
+    frame_stride, clip_stride: ScanNet triplet sampling (see ScanNetConfig).
 
   Raises:
     FileNotFoundError: manual_dir does not exist.
@@ -208,6 +222,11 @@ def build_video_dataset(
 
     config = lib.make_config(height, width, resize_mode)
     ds_builder = lib.CocoPanoptic(config=config, data_dir=data_dir)
+  elif dataset == 'scannet':
+    from taskology_tf.datasets.scannet import builder as lib  # pylint: disable=g-import-not-at-top
+
+    config = lib.make_config(height, width, frame_stride, clip_stride)
+    ds_builder = lib.ScanNet(config=config, data_dir=data_dir)
   else:
     from taskology_tf.datasets.cityscapes import builder as lib  # pylint: disable=g-import-not-at-top
 
@@ -343,8 +362,9 @@ def main(argv):
         )
     )
   if _DATASET.value in VIDEO_DATASETS:
-    height = _HEIGHT.value if flags.FLAGS['height'].present else VIDEO_DEFAULT_SIZE[0]
-    width = _WIDTH.value if flags.FLAGS['width'].present else VIDEO_DEFAULT_SIZE[1]
+    default_size = DEFAULT_SIZES.get(_DATASET.value, VIDEO_DEFAULT_SIZE)
+    height = _HEIGHT.value if flags.FLAGS['height'].present else default_size[0]
+    width = _WIDTH.value if flags.FLAGS['width'].present else default_size[1]
     return _run_raw_build(
         lambda: build_video_dataset(
             _DATASET.value,
@@ -356,6 +376,8 @@ def main(argv):
             _FRAME_STEP.value,
             _CENTRE_STRIDE.value,
             _RESIZE_MODE.value,
+            _FRAME_STRIDE.value,
+            _CLIP_STRIDE.value,
         )
     )
   domains = ('sim', 'real') if _DOMAIN.value == 'both' else (_DOMAIN.value,)

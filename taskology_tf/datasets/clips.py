@@ -1,5 +1,5 @@
 """Clip sources of the built datasets, for gin (`@kitti_raw_clips`, `@cityscapes_clips`,
-`@coco_panoptic_clips`).
+`@coco_panoptic_clips`, `@scannet_clips`).
 
 Registered in training/experiment.py. Importing this module does not import TFDS (the
 loaders are imported when a source is called), so experiments that never read these datasets
@@ -78,3 +78,28 @@ def coco_panoptic_clips(
   from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
 
   return loader.load_coco_panoptic(split, data_dir, height, width, input_context, resize_mode)
+
+
+def scannet_clips(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 240,
+    width: int = 320,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    frame_stride: int = 10,
+    clip_stride: int = 30,
+) -> tf.data.Dataset:
+  """ScanNet v2 triplets (depth, normals from depth, poses): `loader.load_scannet`.
+
+  Args:
+    split: 'train', 'validation' or 'test' (ScanNet's official v2 scene lists).
+    data_dir: TFDS data directory built by `tools/build_dataset.py --dataset=scannet`.
+    height, width: the built output size.
+    input_context: this input pipeline's context (None: the whole split).
+    frame_stride, clip_stride: the build's triplet sampling (its --frame_stride, --clip_stride).
+  """
+  from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
+
+  return loader.load_scannet(
+      split, data_dir, height, width, input_context, frame_stride, clip_stride
+  )

@@ -192,3 +192,45 @@ def load_coco_panoptic(
   config = coco.make_config(height, width, resize_mode)
   builder = coco.CocoPanoptic(config=config, data_dir=data_dir)
   return _load_built(builder, 'coco_panoptic', split, data_dir, input_context)
+
+
+def _decode_scannet(clip: dict) -> dict:
+  """Stored ScanNet features -> the clip format: depth in metres, float32 normals."""
+  clip = dict(clip)
+  clip['depth'] = tf.cast(clip.pop('depth_mm'), tf.float32) / 1000.0
+  clip['normals'] = tf.cast(clip['normals'], tf.float32)
+  return clip
+
+
+def load_scannet(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 240,
+    width: int = 320,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    frame_stride: int = 10,
+    clip_stride: int = 30,
+) -> tf.data.Dataset:
+  """Loads a built ScanNet split (see taskology_tf/datasets/scannet/builder.py).
+
+  `frame_stride` (frames between a triplet's frames) and `clip_stride` (between triplet
+  starts) name the build, as `--frame_stride` / `--clip_stride` of tools/build_dataset.py.
+
+  Returns:
+    A dataset of clips (T = 3): 'image' [T, H, W, 3] uint8 (colour resized to the depth
+    camera's output size); 'depth' [T, H, W, 1] float32 metres (z, 0 = invalid); 'normals'
+    [T, H, W, 3] float32 unit, camera frame, facing the camera (from hole-filled depth; zero =
+    invalid); 'intrinsics' [3, 3] float32 (depth camera at H x W); 'color_intrinsics' [3, 3];
+    'egomotion' [T-1, 4, 4] float32 (cam_{i+1}_from_cam_i); 'pose' [T, 4, 4] float32
+    (camera-to-world); 'frame_indices' [T] int32; 'color_size', 'depth_size' [2] int32 (native
+    rows, columns); 'scene' string; 'scene_seed' int64 (stable clip id).
+
+  Raises:
+    FileNotFoundError: not built; names the directory and the build command.
+  """
+  from taskology_tf.datasets.scannet import builder as scannet  # pylint: disable=g-import-not-at-top
+
+  config = scannet.make_config(height, width, frame_stride, clip_stride)
+  builder = scannet.ScanNet(config=config, data_dir=data_dir)
+  dataset = _load_built(builder, 'scannet', split, data_dir, input_context)
+  return dataset.map(_decode_scannet, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
