@@ -1,7 +1,8 @@
 """Depth metrics (Eigen et al.): Abs Rel, Sq Rel, RMSE, RMSE log, delta < 1.25^k.
 
 Accumulated as sums over every valid pixel of the evaluation set, so the result is the
-dataset-level pixel mean and does not depend on how the set was batched.
+dataset-level pixel mean and does not depend on how the set was batched. Ground truth at or
+below `min_depth` is invalid and never scored: ScanNet's and SceneNet RGB-D's 0 = missing depth.
 """
 
 from typing import Dict, Optional

@@ -15,7 +15,8 @@ class DepthTask(FrameTask):
   Args:
     height, width: frame size in pixels.
     base_filters, levels: U-Net size.
-    max_depth: supervised pixels need 0 < gt < max_depth (excludes sky); also the evaluation cap.
+    max_depth: supervised pixels need 0 < gt < max_depth (excludes sky, and ScanNet's 0 =
+      missing depth, in the loss and in the metrics); also the evaluation cap.
     min_depth: floor added to the softplus so depth never reaches 0 (warps divide by it).
     loss: 'l1' (|d - d*| / d*, relative L1) or 'log_l1' (|log d - log d*|).
     median_scaling: evaluate with per-image median scaling (for self-supervised depth).

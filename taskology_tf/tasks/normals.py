@@ -7,6 +7,10 @@ from taskology_tf.networks.unet import build_unet
 from taskology_tf.tasks.base import FrameTask
 from taskology_tf.tasks.base import to_float_image
 
+# Ground-truth normals with |n|^2 at or below this are invalid: the indoor builders (ScanNet,
+# SceneNet RGB-D) write the all-zero vector where depth is missing. Unit normals have |n|^2 = 1.
+INVALID_NORMAL_SQ = 1e-6
+
 
 class NormalsTask(FrameTask):
   """Predicts `normals` [N, H, W, 3] float32 unit vectors, camera frame (x right, y down, z fwd).
@@ -14,8 +18,9 @@ class NormalsTask(FrameTask):
   Args:
     height, width: frame size in pixels.
     base_filters, levels: U-Net size.
-    max_depth: pixels whose gt depth is >= max_depth (sky) are neither supervised nor scored;
-      the dedicated batch must then carry `depth`.
+    max_depth: pixels whose gt depth is >= max_depth (sky) are neither supervised nor scored.
+      Neither are pixels with gt depth <= 0 (ScanNet's 0 = missing) nor those whose gt normal
+      is the all-zero vector (the indoor builders' invalid marker); see `valid_mask`.
     name: task name.
   """
 
@@ -52,15 +57,24 @@ class NormalsTask(FrameTask):
     norm = tf.sqrt(tf.reduce_sum(tf.square(raw), axis=-1, keepdims=True) + 1e-8)
     return {'normals': raw / norm}
 
-  def _mask(self, batch):
-    if 'depth' not in batch:
-      return tf.ones_like(batch['normals'][..., :1])
-    return tf.cast(batch['depth'] < self.max_depth, tf.float32)
+  def valid_mask(self, batch):
+    """Pixels with ground truth: [..., 1] float32 1/0, the leading shape of batch['normals'].
+
+    Valid where the gt normal is not all-zero (|n|^2 > INVALID_NORMAL_SQ) and, when the batch
+    carries `depth`, 0 < depth < max_depth. The synthetic world has neither holes nor zero
+    normals, so there this is the former `depth < max_depth`.
+    """
+    gt = tf.convert_to_tensor(batch['normals'], tf.float32)
+    valid = tf.reduce_sum(tf.square(gt), axis=-1, keepdims=True) > INVALID_NORMAL_SQ
+    if 'depth' in batch:
+      depth = tf.convert_to_tensor(batch['depth'], tf.float32)
+      valid = valid & (depth > 0.0) & (depth < self.max_depth)
+    return tf.cast(valid, tf.float32)
 
   def supervised_loss(self, batch, outputs):
     gt = batch['normals']
     pred = outputs['normals']
-    mask = self._mask(batch)
+    mask = self.valid_mask(batch)
     cos = tf.reduce_sum(gt * pred, axis=-1, keepdims=True)
     count = tf.maximum(tf.reduce_sum(mask), 1.0)
     loss = tf.reduce_sum((1.0 - cos) * mask) / count
@@ -68,22 +82,21 @@ class NormalsTask(FrameTask):
     return loss, {'mean_angle': tf.reduce_sum(angle * mask) / count}
 
   def new_metrics(self):
-    return _NormalsEvaluator(self.max_depth)
+    return _NormalsEvaluator(self)
 
   def image_summaries(self, outputs):
     return {'normals': outputs['normals'] * 0.5 + 0.5}
 
 
 class _NormalsEvaluator:
+  """Adapts NormalsMetrics to the (batch, outputs) evaluator protocol, with the task's mask."""
 
-  def __init__(self, max_depth: float):
-    self.max_depth = max_depth
+  def __init__(self, task: NormalsTask):
+    self.task = task
     self.metrics = NormalsMetrics()
 
   def update(self, batch, outputs):
-    mask = None
-    if 'depth' in batch:
-      mask = batch['depth'].numpy()[..., 0] < self.max_depth
+    mask = self.task.valid_mask(batch).numpy()[..., 0] > 0.5
     self.metrics.update(batch['normals'], outputs['normals'], mask)
 
   def result(self):
