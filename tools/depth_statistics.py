@@ -6,8 +6,10 @@ per image, the mean m_i and the standard deviation s_i of log depth over the pix
 read another domain or split), it prints for the ground truth the mean over images of m_i and
 s_i and quantiles of s_i, and for each --run_dir the same for the run's depth predictions (over
 the pixels the relation counts: predicted depth below --max_depth), the mean log ratio
-log(pred / gt) over valid ground-truth pixels (the scale error), and Abs Rel with and without
-per-image median scaling (how much of the error is scale).
+log(pred / gt) over valid ground-truth pixels (the scale error), Abs Rel with and without
+per-image median scaling (how much of the error is scale), and the mean angle between the normals
+the predicted depth implies (geometry/normals.py, what Eq. 6 compares) and the ground-truth
+normals, beside the normals network's own mean angle (which of the two could teach the other).
 
   python tools/depth_statistics.py \
       --gin_file=gin/experiments/synthetic/depth_normals_baseline.gin \
@@ -62,6 +64,7 @@ def main(argv):
   del argv
   import numpy as np
 
+  from taskology_tf.geometry import normals as normals_lib
   from taskology_tf.training import experiment as experiment_lib
 
   experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
@@ -73,6 +76,7 @@ def main(argv):
     if run_dir:
       trainer.restore()
     gt_moments, pred_moments, log_ratio, abs_rel, abs_rel_median = [], [], [], [], []
+    angles, net_angles = [], []
     for index, batch in enumerate(trainer.evaluation):
       if FLAGS.max_batches and index >= FLAGS.max_batches:
         break
@@ -83,6 +87,18 @@ def main(argv):
             .task.call(trainer.models['depth'], {'image': batch['image']})['depth']
             .numpy()[..., 0]
         )
+        derived = normals_lib.depth_to_normals(pred[..., None], batch['intrinsics']).numpy()
+        net = (
+            trainer.setups['normals']
+            .task.call(trainer.models['normals'], {'image': batch['image']})['normals']
+            .numpy()
+        )
+        net = net / np.maximum(np.linalg.norm(net, axis=-1, keepdims=True), 1e-12)
+        gt_normals = batch['normals'].numpy()
+        sky = gt >= FLAGS.max_depth
+        for pred_normals, out in ((derived, angles), (net, net_angles)):
+          cos = np.clip(np.sum(pred_normals * gt_normals, -1), -1.0, 1.0)
+          out.append(np.degrees(np.arccos(cos))[~sky])
       for i in range(len(gt)):
         valid = (gt[i] > 0) & (gt[i] < FLAGS.max_depth)
         moments = _moments(np.log(np.maximum(gt[i], 1e-6)), valid)
@@ -107,6 +123,8 @@ def main(argv):
       entry['std_log_ratio_over_images'] = float(np.std(log_ratio))
       entry['abs_rel'] = float(np.mean(np.concatenate(abs_rel)))
       entry['abs_rel_median_scaled'] = float(np.mean(np.concatenate(abs_rel_median)))
+      entry['depth_derived_normals_mean_angle'] = float(np.mean(np.concatenate(angles)))
+      entry['normals_network_mean_angle'] = float(np.mean(np.concatenate(net_angles)))
     out[run_dir or 'ground_truth_only'] = entry
   print(json.dumps(out, indent=2))
   return 0
