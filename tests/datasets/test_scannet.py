@@ -318,13 +318,18 @@ def test_invalid_poses_are_counted_skips_and_no_triplet_spans_them(tmp_path):
 
   # Frame 35 tracking failure (all -inf, as ScanNet marks it): the triplet (30, 40, 50) spans
   # it and is not formed; (0, 10, 20) is.
-  raw, _ = _one_scene(tmp_path, invalid_pose_frames=(35,))
+  # scene9999_00 is in no official list: a counted skip too.
+  raw = fx.write_scannet_fixture(
+      str(tmp_path / 'raw'), scenes={'train': ('scene0191_00',), 'none': ('scene9999_00',)},
+      invalid_pose_frames=(35,),
+  )  # fmt: skip
   builder, lines = build_dataset.build_video_dataset(
       'scannet', raw['sens_root'], H, W, str(tmp_path / 'tfds')
   )
   skipped = dict(builder.info.metadata['skipped'])
   assert skipped['train: invalid pose'] == 1
   assert skipped['train: triplet spans an invalid pose'] == 1
+  assert skipped['unlisted: scene in no split list'] == 1
   assert builder.info.splits['train'].num_examples == 1
   assert any('train: invalid pose: 1' in line for line in lines), lines
 
