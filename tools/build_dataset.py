@@ -20,6 +20,9 @@ The video datasets are built from their raw downloads (see WORKSPACE.md, "Datase
   python tools/build_dataset.py --dataset=scannet --manual_dir=RAW_SCANNET \
       --data_dir=./data/tensorflow_datasets [--height=240 --width=320 --frame_stride=10 \
       --clip_stride=30]
+  python tools/build_dataset.py --dataset=scenenet --manual_dir=RAW_SCENENET \
+      --data_dir=./data/tensorflow_datasets [--height=240 --width=320 --view_stride=1 \
+      --view_clip_stride=3 --test_every=20]
 
 with a progress bar per split and a summary at the end (examples per split, items skipped
 and why). TFDS writes a build into an `incomplete.*` directory and renames it when complete,
@@ -45,12 +48,20 @@ import taskology_tf_tools
 # Make `python tools/build_dataset.py` work from the repository root without
 # installing the package.
 
-KNOWN_DATASETS = ('synthetic_world', 'kitti_raw', 'cityscapes', 'coco_panoptic', 'waymo', 'scannet')
+KNOWN_DATASETS = (
+    'synthetic_world',
+    'kitti_raw',
+    'cityscapes',
+    'coco_panoptic',
+    'waymo',
+    'scannet',
+    'scenenet',
+)
 # Raw datasets built from --manual_dir; default output size 128x416 (Gordon et al.).
-VIDEO_DATASETS = ('kitti_raw', 'cityscapes', 'coco_panoptic', 'scannet')
+VIDEO_DATASETS = ('kitti_raw', 'cityscapes', 'coco_panoptic', 'scannet', 'scenenet')
 VIDEO_DEFAULT_SIZE = (128, 416)
 # Other default output sizes (Table 3's indoor datasets: 240x320).
-DEFAULT_SIZES = {'scannet': (240, 320)}
+DEFAULT_SIZES = {'scannet': (240, 320), 'scenenet': (240, 320)}
 
 _DATASET = flags.DEFINE_string(
     'dataset', 'synthetic_world', f'Dataset to build; one of {KNOWN_DATASETS}.'
@@ -83,6 +94,15 @@ _FRAME_STRIDE = flags.DEFINE_integer(
 )
 _CLIP_STRIDE = flags.DEFINE_integer(
     'clip_stride', 30, 'scannet: frames between the first frames of successive triplets.'
+)
+_VIEW_STRIDE = flags.DEFINE_integer(
+    'view_stride', 1, "scenenet: views between a triplet's frames (1 view = 25 render frames)."
+)
+_VIEW_CLIP_STRIDE = flags.DEFINE_integer(
+    'view_clip_stride', 3, 'scenenet: views between the first frames of successive triplets.'
+)
+_TEST_EVERY = flags.DEFINE_integer(
+    'test_every', 20, 'scenenet: 1 train trajectory in N (by hash) is held out as test; 0: none.'
 )
 _RESIZE_MODE = flags.DEFINE_enum(
     'resize_mode',
@@ -188,8 +208,11 @@ def build_video_dataset(
     resize_mode: str = 'crop',
     frame_stride: int = 10,
     clip_stride: int = 30,
+    view_stride: int = 1,
+    view_clip_stride: int = 3,
+    test_every: int = 20,
 ):
-  """Builds KITTI raw, Cityscapes, COCO panoptic or ScanNet from a raw download.
+  """Builds KITTI raw, Cityscapes, COCO panoptic, ScanNet or SceneNet RGB-D from a raw download.
 
   Returns (builder, summary lines).
 
@@ -202,6 +225,7 @@ def build_video_dataset(
     frame_step, centre_stride: Cityscapes triplet sampling (see CityscapesConfig).
     resize_mode: COCO panoptic resizing ('crop' or 'stretch', see CocoPanopticConfig).
     frame_stride, clip_stride: ScanNet triplet sampling (see ScanNetConfig).
+    view_stride, view_clip_stride, test_every: SceneNet RGB-D sampling (see SceneNetConfig).
 
   Raises:
     FileNotFoundError: manual_dir does not exist.
@@ -222,6 +246,11 @@ def build_video_dataset(
 
     config = lib.make_config(height, width, resize_mode)
     ds_builder = lib.CocoPanoptic(config=config, data_dir=data_dir)
+  elif dataset == 'scenenet':
+    from taskology_tf.datasets.scenenet import builder as lib  # pylint: disable=g-import-not-at-top
+
+    config = lib.make_config(height, width, view_stride, view_clip_stride, test_every)
+    ds_builder = lib.SceneNet(config=config, data_dir=data_dir)
   elif dataset == 'scannet':
     from taskology_tf.datasets.scannet import builder as lib  # pylint: disable=g-import-not-at-top
 
@@ -378,6 +407,9 @@ def main(argv):
             _RESIZE_MODE.value,
             _FRAME_STRIDE.value,
             _CLIP_STRIDE.value,
+            _VIEW_STRIDE.value,
+            _VIEW_CLIP_STRIDE.value,
+            _TEST_EVERY.value,
         )
     )
   domains = ('sim', 'real') if _DOMAIN.value == 'both' else (_DOMAIN.value,)

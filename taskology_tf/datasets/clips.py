@@ -1,5 +1,5 @@
 """Clip sources of the built datasets, for gin (`@kitti_raw_clips`, `@cityscapes_clips`,
-`@coco_panoptic_clips`, `@scannet_clips`).
+`@coco_panoptic_clips`, `@scannet_clips`, `@scenenet_clips`).
 
 Registered in training/experiment.py. Importing this module does not import TFDS (the
 loaders are imported when a source is called), so experiments that never read these datasets
@@ -102,4 +102,31 @@ def scannet_clips(
 
   return loader.load_scannet(
       split, data_dir, height, width, input_context, frame_stride, clip_stride
+  )
+
+
+def scenenet_clips(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 240,
+    width: int = 320,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    view_stride: int = 1,
+    clip_stride: int = 3,
+    test_every: int = 20,
+) -> tf.data.Dataset:
+  """SceneNet RGB-D triplets (z-depth, normals from depth, instances, poses): `load_scenenet`.
+
+  Args:
+    split: 'train', 'validation' (the val protobuf) or 'test' (held-out train trajectories).
+    data_dir: TFDS data directory built by `tools/build_dataset.py --dataset=scenenet`.
+    height, width: the built output size.
+    input_context: this input pipeline's context (None: the whole split).
+    view_stride, clip_stride, test_every: the build's sampling (its --view_stride,
+      --view_clip_stride, --test_every).
+  """
+  from taskology_tf.datasets import loader  # pylint: disable=g-import-not-at-top
+
+  return loader.load_scenenet(
+      split, data_dir, height, width, input_context, view_stride, clip_stride, test_every
   )

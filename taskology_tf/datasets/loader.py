@@ -234,3 +234,38 @@ def load_scannet(
   builder = scannet.ScanNet(config=config, data_dir=data_dir)
   dataset = _load_built(builder, 'scannet', split, data_dir, input_context)
   return dataset.map(_decode_scannet, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def load_scenenet(
+    split: str,
+    data_dir: str = DEFAULT_DATA_DIR,
+    height: int = 240,
+    width: int = 320,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    view_stride: int = 1,
+    clip_stride: int = 3,
+    test_every: int = 20,
+) -> tf.data.Dataset:
+  """Loads a built SceneNet RGB-D split (see taskology_tf/datasets/scenenet/builder.py).
+
+  `view_stride` (views between a triplet's frames, 1 = 25 render frames), `clip_stride` (views
+  between triplet starts) and `test_every` (the held-out test share) name the build, as
+  `--view_stride` / `--view_clip_stride` / `--test_every` of tools/build_dataset.py.
+
+  Returns:
+    A dataset of clips (T = 3): 'image' [T, H, W, 3] uint8; 'depth' [T, H, W, 1] float32
+    metres (z, converted from the rendered ray length; 0 = no surface); 'normals' [T, H, W, 3]
+    float32 unit, camera frame, facing the camera (from depth; zero = invalid); 'instance'
+    [T, H, W] int32 (SceneNet instance ids); 'intrinsics' [3, 3] float32 (at H x W);
+    'egomotion' [T-1, 4, 4] float32 (cam_{i+1}_from_cam_i); 'pose' [T, 4, 4] float32
+    (camera-to-world); 'frame_indices' [T] int32 (render frame numbers); 'trajectory' string
+    ('train/<k>/<traj>' or 'val/0/<traj>'); 'scene_seed' int64 (stable clip id).
+
+  Raises:
+    FileNotFoundError: not built; names the directory and the build command.
+  """
+  from taskology_tf.datasets.scenenet import builder as scenenet  # pylint: disable=g-import-not-at-top
+
+  config = scenenet.make_config(height, width, view_stride, clip_stride, test_every)
+  builder = scenenet.SceneNet(config=config, data_dir=data_dir)
+  return _load_built(builder, 'scenenet', split, data_dir, input_context)

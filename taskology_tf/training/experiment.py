@@ -83,6 +83,7 @@ for _cls, _module in (
     (video_clips.cityscapes_clips, 'taskology_tf.datasets'),
     (video_clips.coco_panoptic_clips, 'taskology_tf.datasets'),
     (video_clips.scannet_clips, 'taskology_tf.datasets'),
+    (video_clips.scenenet_clips, 'taskology_tf.datasets'),
     (DfvDepthTask, 'taskology_tf.tasks'),
     (DfvMotionTask, 'taskology_tf.tasks'),
     (DfvNormalsTask, 'taskology_tf.tasks'),

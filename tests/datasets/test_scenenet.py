@@ -309,7 +309,7 @@ def test_build_tool_reports_skips(tmp_path):
   text = '\n'.join(lines)
   assert '  train: 2 examples' in text  # 3 views: one triplet per trajectory.
   assert 'validation' not in text.split('skipped')[0]  # Its only triplet was lost.
-  assert 'train: trajectory folder missing: 1' in text
+  assert 'test: trajectory folder missing: 1' in text  # The held-out trajectory.
   assert 'validation: missing frame (photo, depth or instance file absent): 1' in text
   # A corrupt protobuf: the tool's error names the file.
   with open(fixture['val_pb'], 'wb') as f:
@@ -323,11 +323,13 @@ def test_loader_and_clip_source(built):
   import gin  # pylint: disable=g-import-not-at-top
 
   from taskology_tf.datasets import clips  # pylint: disable=g-import-not-at-top
+  from taskology_tf.training import experiment  # pylint: disable=g-import-not-at-top
 
   ds = clips.scenenet_clips('train', data_dir, config.height, config.width)
   ex = next(iter(ds))
   assert ex['depth'].dtype.name == 'float32' and ex['normals'].shape[-1] == 3
   # A registered gin configurable (training/experiment.py's list).
+  assert experiment.video_clips.scenenet_clips is clips.scenenet_clips
   gin.parse_config(f"""
       scenenet_clips.data_dir = '{data_dir}'
       scenenet_clips.height = {config.height}
