@@ -440,3 +440,24 @@ def test_real_sample_relative_poses_compose_back_to_the_absolute_ones():
   for a, b in zip(poses[:-1], poses[1:]):
     chain = reader.relative_pose(a, b) @ chain
   np.testing.assert_allclose(poses[-1] @ chain, poses[0], atol=1e-5)
+
+
+def test_the_export_tool_exports_a_download_and_resumes(tmp_path, built):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  out = tmp_path / 'exported'
+  cmd = [sys.executable, '-m', 'taskology_tf_tools.export_scannet',
+         f'--manual_dir={built["raw"]["sens_root"]}', f'--out_dir={out}', '--frame_skip=10']  # fmt: skip
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 'exported 4 scenes, 0 already exported' in proc.stdout
+  # Frames 0, 10, ..., 60 of 62, numbered as in the .sens file.
+  assert sorted(os.listdir(out / 'scene0191_00' / 'pose')) == sorted(
+      f'{i}.txt' for i in range(0, 62, 10)
+  )
+  scene = reader.ExportedScene(str(out / 'scene0568_00'))
+  full = reader.ExportedScene(os.path.join(built['raw']['exported_root'], 'scene0568_00'))
+  np.testing.assert_array_equal(scene.depth(40), full.depth(40))
+  again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+  assert 'exported 0 scenes, 4 already exported (kept)' in again.stdout, again.stderr[-2000:]
