@@ -30,6 +30,7 @@ def _script(name):
         ('taskology-launch', '--helpfull', '--run_dir'),
         ('taskology-evaluate', '--helpfull', '--run_dir'),
         ('taskology-build-dataset', '--helpfull', '--dataset'),
+        ('taskology-export-scannet', '--helpfull', '--manual_dir'),
     ],
 )
 def test_console_scripts_run_from_their_entry_points(script, flag, expected, tmp_path):
