@@ -461,3 +461,19 @@ def test_the_export_tool_exports_a_download_and_resumes(tmp_path, built):
   np.testing.assert_array_equal(scene.depth(40), full.depth(40))
   again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
   assert 'exported 0 scenes, 4 already exported (kept)' in again.stdout, again.stderr[-2000:]
+
+
+def test_a_triplet_frame_absent_from_an_export_is_a_counted_skip(tmp_path):
+  # An export without frame 10 (as --frame_skip would leave): (0, 10, 20) cannot be formed.
+  _, scene_dir = _one_scene(tmp_path, num_frames=22)
+  for sub, ext in (('color', 'jpg'), ('depth', 'png'), ('pose', 'txt')):
+    os.remove(os.path.join(scene_dir, sub, f'10.{ext}'))
+  skips = raw_io.SkipCounter()
+  config = scannet.make_config(H, W)
+  assert scannet.plan_scene(reader.open_scene(scene_dir), scene_dir, config, 'train', skips) == []
+  assert skips.counts[('train', 'triplet frame missing from the scene')] == 1
+  # Frame stride 5, a triplet (s, s + 5, s + 10) at every start s = 0 .. 11 (frames 0 .. 21):
+  # those with s, s + 5 or s + 10 = 10 (s = 10, 5, 0) are skipped, the other nine remain.
+  config = scannet.make_config(H, W, frame_stride=5, clip_stride=1)
+  items = scannet.plan_scene(reader.open_scene(scene_dir), scene_dir, config, 'train', skips)
+  assert [item.frames[0] for item in items] == [1, 2, 3, 4, 6, 7, 8, 9, 11]

@@ -295,6 +295,8 @@ def plan_scene(
   for start in range(first, last - 2 * f + 1, config.clip_stride):
     frames = (start, start + f, start + 2 * f)
     if not all(x in present for x in frames):
+      # E.g. an export made with --frame_skip k: frame_stride and clip_stride must be
+      # multiples of k.
       skips.skip(split, 'triplet frame missing from the scene', f'{folder} {frames}')
       continue
     lo = np.searchsorted(sorted_invalid, start)
