@@ -42,10 +42,20 @@ def _reads_kitti_raw(path):
   return 'kitti_raw_clips' in _text_with_includes(path)
 
 
+def _reads_indoor_data(path):
+  # Table 3 at full scale (ScanNet + SceneNet RGB-D) runs on their fixtures:
+  # tests/training/test_scannet_table3_gin.py.
+  text = _text_with_includes(path)
+  return 'scannet_clips' in text or 'scenenet_clips' in text
+
+
 EXPERIMENTS = sorted(
     p
     for p in glob.glob(os.path.join(REPO_ROOT, 'gin', 'experiments', '**', '*.gin'), recursive=True)
-    if not p.endswith('_common.gin') and not _is_other_root(p) and not _reads_kitti_raw(p)
+    if not p.endswith('_common.gin')
+    and not _is_other_root(p)
+    and not _reads_kitti_raw(p)
+    and not _reads_indoor_data(p)
     # Table 1's files (frozen tasks need their source runs; full scale reads Cityscapes and
     # COCO fixtures) have their own smoke tests: tests/training/test_table1_experiments.py.
     and not os.path.basename(p).startswith('table1_')
