@@ -23,6 +23,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 from scipy import optimize
+import tensorflow as tf
 
 from taskology_tf.geometry import boxes as boxes_lib
 
@@ -86,7 +87,7 @@ def average_precision(
     pb = np.asarray(f['pred_boxes'], np.float32).reshape(-1, 7)
     gb = np.asarray(f['gt_boxes'], np.float32).reshape(-1, 7)
     iou = (
-        boxes_lib.pairwise_iou(pb, gb, bev=bev).numpy()
+        boxes_lib.pairwise_iou(pb, gb, bev=bev, sparse=True).numpy()
         if len(pb) and len(gb)
         else np.zeros((len(pb), len(gb)))
     )
@@ -140,9 +141,11 @@ class DetectionEvaluator:
     self.task = task
     self.iou_threshold = iou_threshold
     self.frames: List[Dict[str, np.ndarray]] = []
+    # One graph for the whole pass: NMS's loop runs ~1000 steps a frame, too slow op by op.
+    self._detect = tf.function(lambda outputs: task.detect(outputs, frame=0))
 
   def update(self, batch, outputs):
-    boxes, scores, valid = (t.numpy() for t in self.task.detect(outputs, frame=0))
+    boxes, scores, valid = (t.numpy() for t in self._detect(outputs))
     gt = batch['gt_boxes'][:, 0].numpy()
     gt_valid = batch['gt_valid'][:, 0].numpy()
     npts = batch['gt_num_points'][:, 0].numpy()

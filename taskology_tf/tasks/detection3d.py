@@ -223,8 +223,9 @@ class Detection3DTask(_PillarTask):
     b = tf.shape(logits)[0]
     return tf.reshape(boxes, [b, -1, 7]), tf.reshape(tf.sigmoid(logits), [b, -1])
 
-  def detect(self, outputs, frame: int = 0):
-    """Rotated-NMS detections of one frame.
+  def detect(self, outputs, frame: int = 0, sparse: bool = True):
+    """Rotated-NMS detections of one frame (for evaluation: the sparse IoU does not compile
+    under XLA; `sparse=False` gives the same detections with static shapes).
 
     Returns:
       boxes [B, D, 7] float32, scores [B, D] float32 and valid [B, D] bool, D = max_detections.
@@ -240,6 +241,7 @@ class Detection3DTask(_PillarTask):
           self.max_detections,
           min(self.pre_nms_top_k, int(bx.shape[0])),
           self.score_threshold,
+          sparse=sparse,
       )
       safe = tf.maximum(idx, 0)
       return tf.gather(bx, safe), tf.where(valid, tf.gather(sc, safe), 0.0), valid

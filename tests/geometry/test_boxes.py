@@ -158,3 +158,45 @@ def test_iou_gradients_finite():
 def test_wrap_angle(angle):
   got = boxes_lib.wrap_angle(tf.constant(angle + 4 * np.pi)).numpy()
   assert -np.pi <= got < np.pi and abs(np.sin(got - angle)) < 1e-5
+
+
+@pytest.mark.parametrize('bev', [False, True])
+def test_sparse_pairwise_iou_equals_dense(bev):
+  # Random boxes spread over 20 m (many pairs apart, some overlapping) plus two boxes that only
+  # touch corner to corner: the circle test must keep every pair whose footprints can meet.
+  rng = np.random.default_rng(5)
+  a = _random_boxes(rng, 40) * [4, 4, 1, 1, 1, 1, 1]
+  b = np.concatenate(
+      [_random_boxes(rng, 30) * [4, 4, 1, 1, 1, 1, 1], a[:5] + [0.3, -0.2, 0.1, 0, 0, 0, 0.4]]
+  ).astype(np.float32)
+  a = a.astype(np.float32)
+  corner = np.array([[0, 0, 0, 2, 2, 1, 0.0], [2, 2, 0, 2, 2, 1, 0.0]], np.float32)
+  for x, y in ((a, b), (corner, corner), (a[:0], b)):
+    dense = boxes_lib.pairwise_iou(x, y, bev=bev).numpy()
+    sparse = boxes_lib.pairwise_iou(x, y, bev=bev, sparse=True).numpy()
+    assert sparse.shape == dense.shape
+    np.testing.assert_allclose(sparse, dense, atol=1e-6)
+  # The random case has both kinds of pairs, so the test exercises the scatter and the zeros.
+  dense = boxes_lib.pairwise_iou(a, b, bev=bev).numpy()
+  assert 0 < (dense > 0).sum() < dense.size
+
+
+def test_sparse_rotated_nms_equals_dense():
+  rng = np.random.default_rng(6)
+  boxes = _random_boxes(rng, 60) * [4, 4, 1, 1, 1, 1, 1]
+  near_duplicates = boxes + [0.2, 0.1, 0, 0, 0, 0, 0.05]
+  boxes = np.concatenate([boxes, near_duplicates]).astype(np.float32)
+  scores = rng.uniform(size=len(boxes)).astype(np.float32)
+  # Every regime of the dynamic version: no threshold; a threshold leaving fewer than top-k
+  # candidates; more candidates than top-k; fewer kept than output slots; none above it.
+  for threshold, top_k, outputs in ((-np.inf, 100, 50), (0.5, 100, 50), (0.2, 30, 8),
+                                    (0.9, 120, 40), (2.0, 100, 5)):  # fmt: skip
+    dense = boxes_lib.rotated_nms(boxes, scores, 0.5, outputs, top_k, threshold)
+    sparse = boxes_lib.rotated_nms(boxes, scores, 0.5, outputs, top_k, threshold, sparse=True)
+    np.testing.assert_array_equal(sparse[0].numpy(), dense[0].numpy())
+    np.testing.assert_array_equal(sparse[1].numpy(), dense[1].numpy())
+    if threshold == -np.inf:
+      # Near-duplicates overlap more than 0.5, so at most one of each pair survives.
+      assert 0 < dense[1].numpy().sum() < len(boxes)
+    if threshold == 2.0:
+      assert not sparse[1].numpy().any()
