@@ -154,6 +154,7 @@ def build_detector(
     block_layers: Sequence[int] = (4, 6, 6),
     block_strides: Sequence[int] = (1, 2, 2),
     upsample_filters: Sequence[int] = (128, 128, 128),
+    direction_bins: int = 0,
 ) -> keras.Model:
   """The PointPillars detector.
 
@@ -161,7 +162,9 @@ def build_detector(
     A Keras model from the pillar inputs to
     'logits' [B, rows, cols, n_f, n_a] float32 and
     'residuals' [B, rows, cols, n_f, n_a, 7] float32 (dx, dy, dz, dl, dw, dh, dtheta), encoded
-    against the anchors as geometry/box_coder.py defines.
+    against the anchors as geometry/box_coder.py defines; with `direction_bins` > 0 also
+    'direction' [B, rows, cols, n_f, n_a, direction_bins] float32 logits (PointPillars' heading
+    direction classifier, a 1x1 conv like the other heads).
   """
   inputs = pillar_inputs(grid, num_frames)
   x = _bev_features(
@@ -186,7 +189,15 @@ def build_detector(
   residuals = keras.layers.Reshape(
       [grid.rows, grid.cols, num_frames, num_anchors, 7], name='residuals'
   )(residuals)
-  return keras.Model(inputs, {'logits': logits, 'residuals': residuals}, name='pointpillars')
+  outputs = {'logits': logits, 'residuals': residuals}
+  if direction_bins:
+    direction = keras.layers.Conv2D(
+        num_frames * num_anchors * direction_bins, 1, name='direction_head'
+    )(x)
+    outputs['direction'] = keras.layers.Reshape(
+        [grid.rows, grid.cols, num_frames, num_anchors, direction_bins], name='direction'
+    )(direction)
+  return keras.Model(inputs, outputs, name='pointpillars')
 
 
 def build_box_flow(

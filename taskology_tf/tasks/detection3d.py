@@ -117,8 +117,14 @@ class Detection3DTask(_PillarTask):
   positive and negative anchors, plus beta_loc * smooth-L1 (beta 1/9, i.e. sigma 3) on the 7
   residuals of positive anchors with the sin-difference heading term (SECOND Eq. 3:
   sin(theta_p - theta_t), so a box and its reversal regress alike), both normalised by the
-  number of positive anchors. beta_cls = 1, beta_loc = 2 as published; the direction classifier
-  is left out, as the paper's head has 7 residuals and a class logit only.
+  number of positive anchors. beta_cls = 1, beta_loc = 2 as published. The sin-difference
+  cannot tell a box from its reversal, so PointPillars adds a softmax direction classifier over
+  2 heading bins (beta_dir = 0.2, over positive anchors, normalised like the others); the bins
+  split the heading at `direction_offset` (pi / 4, as mmdetection3d's PointPillars, so neither
+  anchor heading sits on a bin boundary): bin = floor(((theta - offset) mod 2 pi) / pi). Decoding
+  keeps the regressed heading modulo pi and takes the half-turn from the classifier. Without it
+  (`direction_weight = 0`, Taskology's description of the head: 7 residuals and a class logit)
+  about half the headings come out reversed, which APH counts as misses.
 
   Args:
     grid: BEV grid and pillar caps.
@@ -127,6 +133,8 @@ class Detection3DTask(_PillarTask):
     name: task name.
     pillar_channels, block_filters, block_layers, block_strides, upsample_filters: network.
     localization_weight: beta_loc.
+    direction_weight: beta_dir of the direction classifier (0: no classifier, no 'direction').
+    direction_offset: heading (radians) where the two direction bins split.
     focal_alpha, focal_gamma: focal-loss parameters.
     score_threshold, nms_iou_threshold, max_detections, pre_nms_top_k: decoding for metrics.
   """
@@ -143,6 +151,8 @@ class Detection3DTask(_PillarTask):
       block_strides: Sequence[int] = (1, 2, 2),
       upsample_filters: Sequence[int] = (128, 128, 128),
       localization_weight: float = 2.0,
+      direction_weight: float = 0.2,
+      direction_offset: float = float(np.pi / 4),
       focal_alpha: float = 0.25,
       focal_gamma: float = 2.0,
       score_threshold: float = 0.05,
@@ -162,6 +172,10 @@ class Detection3DTask(_PillarTask):
     )
     self.anchor_config = anchors
     self.localization_weight = localization_weight
+    if direction_weight < 0:
+      raise ValueError(f'Detection3DTask.direction_weight must be >= 0, got {direction_weight}')
+    self.direction_weight = direction_weight
+    self.direction_offset = direction_offset
     self.focal = focal_loss_lib.FocalLoss(
         alpha=focal_alpha, gamma=focal_gamma, reduction=keras.losses.Reduction.NONE
     )
@@ -181,12 +195,26 @@ class Detection3DTask(_PillarTask):
     return {
         'logits': tf.TensorSpec([g.rows, g.cols, f, a], tf.float32),
         'residuals': tf.TensorSpec([g.rows, g.cols, f, a, 7], tf.float32),
+        **(
+            {'direction': tf.TensorSpec([g.rows, g.cols, f, a, 2], tf.float32)}
+            if self.direction_weight
+            else {}
+        ),
     }
 
   def build_network(self):
     return pointpillars.build_detector(
-        self.grid, self.num_frames, self.anchor_config.num_anchors, **self.network_args
+        self.grid,
+        self.num_frames,
+        self.anchor_config.num_anchors,
+        **self.network_args,
+        direction_bins=2 if self.direction_weight else 0,
     )
+
+  def direction_bin(self, heading: tf.Tensor) -> tf.Tensor:
+    """0 or 1: floor(((heading - offset) mod 2 pi) / pi)."""
+    turns = tf.math.floormod(heading - self.direction_offset, 2 * np.pi) / np.pi
+    return tf.clip_by_value(tf.cast(tf.floor(turns), tf.int32), 0, 1)
 
   def supervised_loss(self, batch, outputs):
     # Outputs are [B, R, C, F, A(, 7)]; labels are frame-major [B, F, R, C, A]: move frames.
@@ -209,7 +237,17 @@ class Detection3DTask(_PillarTask):
     loc = tf.reduce_sum(smooth_l1(pred - tgt, 1.0 / 9.0), -1)
     loc_loss = tf.reduce_sum(loc * positive) / num_pos
     loss = cls_loss + self.localization_weight * loc_loss
+    metrics = {}
+    if self.direction_weight:
+      direction = tf.transpose(outputs['direction'], [0, 3, 1, 2, 4, 5])
+      ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
+          labels=self.direction_bin(gt[..., 6]), logits=direction
+      )
+      dir_loss = tf.reduce_sum(ce * positive) / num_pos
+      loss += self.direction_weight * dir_loss
+      metrics['direction_loss'] = dir_loss
     return loss, {
+        **metrics,
         'class_loss': cls_loss,
         'localization_loss': loc_loss,
         'num_positive_anchors': tf.reduce_sum(positive) / tf.cast(tf.shape(match)[0], tf.float32),
@@ -220,6 +258,12 @@ class Detection3DTask(_PillarTask):
     logits = outputs['logits'][:, :, :, frame]
     residuals = outputs['residuals'][:, :, :, frame]
     boxes = box_coder.decode(residuals, self.anchors[tf.newaxis])
+    if 'direction' in outputs:
+      # The regressed heading modulo pi, the half-turn from the classifier.
+      half = tf.cast(tf.argmax(outputs['direction'][:, :, :, frame], -1), tf.float32)
+      base = tf.math.floormod(boxes[..., 6] - self.direction_offset, np.pi)
+      heading = boxes_lib.wrap_angle(base + self.direction_offset + np.pi * half)
+      boxes = tf.concat([boxes[..., :6], heading[..., tf.newaxis]], -1)
     b = tf.shape(logits)[0]
     return tf.reshape(boxes, [b, -1, 7]), tf.reshape(tf.sigmoid(logits), [b, -1])
 

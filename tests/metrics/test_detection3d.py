@@ -134,5 +134,6 @@ def test_evaluator_round_trip_and_range():
   np.testing.assert_allclose(np.sort(evaluator.frames[0]['pred_boxes'][:, 0]),
                              np.sort(cars[:2, 0]), atol=1e-4)  # fmt: skip
   result = evaluator.result()
-  for key in ('3d_LEVEL_1_AP', '3d_LEVEL_1_APH', 'bev_LEVEL_2_AP', 'bev_LEVEL_2_APH'):
+  for key in ('3d_LEVEL_1_AP', '3d_LEVEL_1_APH', 'bev_LEVEL_2_AP', 'bev_LEVEL_2_APH',
+              '3d_LEVEL_1_AP_iou50', 'bev_LEVEL_2_APH_iou50'):  # fmt: skip
     assert result[key] == pytest.approx(1.0, abs=1e-4), key

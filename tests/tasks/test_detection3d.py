@@ -72,11 +72,15 @@ def test_detection_loss_hand_derived(batch):
   outputs = {
       'logits': tf.zeros([2, 8, 8, 3, 2]),
       'residuals': tf.transpose(tf.where(match[..., None] >= 0, target, 0.0), [0, 2, 3, 1, 4, 5]),
+      'direction': tf.zeros([2, 8, 8, 3, 2, 2]),
   }
-  _, m = task.supervised_loss(batch, outputs)
+  loss, m = task.supervised_loss(batch, outputs)
   want = (n_pos * 0.0625 + n_neg * 0.1875) * np.log(2) / n_pos
   np.testing.assert_allclose(m['class_loss'].numpy(), want, rtol=1e-5)
   np.testing.assert_allclose(m['localization_loss'].numpy(), 0.0, atol=1e-6)
+  # Direction logits 0: softmax (1/2, 1/2), cross-entropy log 2 at each positive, over n_pos.
+  np.testing.assert_allclose(m['direction_loss'].numpy(), np.log(2), rtol=1e-5)
+  np.testing.assert_allclose(loss.numpy(), want + 0.2 * np.log(2), rtol=1e-5)
   # A heading off by pi regresses like the right one (sin-difference): still 0.
   flipped = outputs['residuals'] + tf.constant([0, 0, 0, 0, 0, 0, np.pi], tf.float32)
   _, m = task.supervised_loss(batch, dict(outputs, residuals=flipped))
@@ -103,3 +107,33 @@ def test_flow_targets_follow_tracks(batch):
   np.testing.assert_allclose(targets.numpy()[b, i, j, k, :2], want, atol=1e-5)
   loss, _ = task.supervised_loss(batch, {'flow': targets})
   np.testing.assert_allclose(loss.numpy(), 0.0, atol=1e-6)
+
+
+def test_direction_classifier_resolves_reversed_headings():
+  task = detection3d.Detection3DTask(GRID, ANCHORS, **NET)
+  # Bins split at pi/4: headings in [pi/4, 5 pi/4) are bin 0, the rest bin 1.
+  headings = tf.constant([0.0, np.pi / 4, np.pi / 2, np.pi, -np.pi / 2, -3.0])
+  np.testing.assert_array_equal(task.direction_bin(headings).numpy(), [1, 0, 0, 0, 1, 0])
+  # Residuals whose heading is the truth + pi (the sin-difference cannot tell them apart), and
+  # direction logits that pick each truth's bin: decoding gives back the true headings.
+  anchors = task.anchors.numpy()  # [8, 8, 2, 7]
+  true = np.array([0.3, -2.8, 1.9, -1.2], np.float32)
+  cells = ((1, 1, 0), (2, 5, 0), (4, 3, 1), (6, 6, 1))
+  residuals = np.zeros([1, 8, 8, 1, 2, 7], np.float32)
+  direction = np.zeros([1, 8, 8, 1, 2, 2], np.float32)
+  for (r, c, a), h in zip(cells, true):
+    residuals[0, r, c, 0, a, 6] = h + np.pi - anchors[r, c, a, 6]
+    direction[0, r, c, 0, a, task.direction_bin(tf.constant(h)).numpy()] = 3.0
+  outputs = {'logits': tf.zeros([1, 8, 8, 1, 2]), 'residuals': tf.constant(residuals),
+             'direction': tf.constant(direction)}  # fmt: skip
+  boxes, _ = task.decode_frame(outputs)
+  got = tf.reshape(boxes, [8, 8, 2, 7]).numpy()
+  for (r, c, a), h in zip(cells, true):
+    assert abs(np.sin((got[r, c, a, 6] - h) / 2)) < 1e-5, (r, c, a)
+  # Without the classifier the same residuals decode reversed.
+  plain = detection3d.Detection3DTask(GRID, ANCHORS, direction_weight=0.0, **NET)
+  assert 'direction' not in plain.output_spec
+  boxes, _ = plain.decode_frame({k: v for k, v in outputs.items() if k != 'direction'})
+  got = tf.reshape(boxes, [8, 8, 2, 7]).numpy()
+  for (r, c, a), h in zip(cells, true):
+    assert abs(np.cos(got[r, c, a, 6] - h) + 1) < 1e-5
