@@ -96,9 +96,9 @@ def main(argv):
         net = net / np.maximum(np.linalg.norm(net, axis=-1, keepdims=True), 1e-12)
         gt_normals = batch['normals'].numpy()
         sky = gt >= FLAGS.max_depth
-        for pred_normals, out in ((derived, angles), (net, net_angles)):
+        for pred_normals, store in ((derived, angles), (net, net_angles)):
           cos = np.clip(np.sum(pred_normals * gt_normals, -1), -1.0, 1.0)
-          out.append(np.degrees(np.arccos(cos))[~sky])
+          store.append(np.degrees(np.arccos(cos))[~sky])
       for i in range(len(gt)):
         valid = (gt[i] > 0) & (gt[i] < FLAGS.max_depth)
         moments = _moments(np.log(np.maximum(gt[i], 1e-6)), valid)
