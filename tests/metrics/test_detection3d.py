@@ -25,7 +25,8 @@ def _frame(preds, scores, gts, points=None):
 def test_perfect_detections():
   gts = [_box(0, 0), _box(10, 5, 1.0)]
   out = metrics.average_precision([_frame(gts, [0.9, 0.8], gts), _frame([], [], [_box(3, 3)])])
-  # Frame 2's box is missed: recall at most 2/3 with precision 1.
+  # Frame 2's box is missed: precision 1 up to recall 2/3 (the highest recall; nothing is
+  # added above it), filled down to r = 0 at precision 1: trapezoids sum to 2/3.
   assert out['LEVEL_1/AP'] == pytest.approx(2 / 3)
   out = metrics.average_precision([_frame(gts, [0.9, 0.8], gts)])
   for v in out.values():
@@ -34,7 +35,8 @@ def test_perfect_detections():
 
 def test_false_positive_ranked_first():
   # Cutoffs <= 0.7: TP 2 FP 1 (p 2/3, r 1); (0.7, 0.8]: TP 1 FP 1 (p 1/2, r 1/2); above: p 0 at
-  # r 0. The envelope is 2/3 at r = 1/2 and r = 1: AP = 1/2 * 2/3 + 1/2 * 2/3 = 2/3.
+  # r 0 (precision 1 there, as the official ops set it). The envelope is 2/3 at r = 1/2 and
+  # r = 1 and the filled points between; r = 0 takes its neighbour's 2/3: AP = 2/3.
   gts = [_box(0, 0), _box(10, 0)]
   f = _frame([_box(-10, 0), gts[0], gts[1]], [0.9, 0.8, 0.7], gts)
   assert metrics.average_precision([f])['LEVEL_1/AP'] == pytest.approx(2 / 3)
@@ -43,11 +45,12 @@ def test_false_positive_ranked_first():
 def test_duplicates_are_false_positives():
   # Preds A 0.9, A' 0.8, B 0.7 for boxes A, B. Cutoffs <= 0.7: TP 2 FP 1 (p 2/3, r 1);
   # (0.7, 0.8]: TP 1 FP 1 (p 1/2, r 1/2); (0.8, 0.9]: TP 1 FP 0 (p 1, r 1/2).
-  # AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+  # Envelope 2/3 from r = 1 down to the filled point 0.55, then 1 from r = 1/2 to 0:
+  # 0.45 * 2/3 + 0.05 * (2/3 + 1) / 2 + 1/2 * 1 = 0.3 + 1/24 + 0.5.
   a, b = _box(0, 0), _box(10, 0)
   dup = _box(0.05, 0.0)
   f = _frame([a, dup, b], [0.9, 0.8, 0.7], [a, b])
-  assert metrics.average_precision([f])['LEVEL_1/AP'] == pytest.approx(5 / 6)
+  assert metrics.average_precision([f])['LEVEL_1/AP'] == pytest.approx(0.3 + 1 / 24 + 0.5)
 
 
 def test_heading_off_by_pi_is_a_true_positive_with_aph_zero():
@@ -58,11 +61,12 @@ def test_heading_off_by_pi_is_a_true_positive_with_aph_zero():
   assert out['LEVEL_1/APH'] == pytest.approx(0.0)
   # A quarter turn off: weight 1 - (pi/2)/pi = 1/2 (and a 90-degree turn of a 4x2 box still
   # overlaps 2x2 / (8 + 8 - 4) = 1/3 < 0.7, so use a small error instead: 0.1 pi -> 0.9).
-  # The weight enters both the precision (0.9 / 1) and the recall (0.9 / 1): APH = 0.9 * 0.9.
+  # The weight enters the precision (0.9 / 1); the recall stays 1 (the official ops' APH recall
+  # counts true positives): precision 0.9 at every recall, APH = 0.9.
   tilted = _box(0, 0, 0.3 + 0.1 * np.pi)
   assert metrics.heading_accuracy(0.3 + 0.5 * np.pi, 0.3) == pytest.approx(0.5)
   out = metrics.average_precision([_frame([tilted], [0.9], [gt])], iou_threshold=0.5)
-  assert out['LEVEL_1/APH'] == pytest.approx(0.81, abs=1e-5)
+  assert out['LEVEL_1/APH'] == pytest.approx(0.9, abs=1e-5)
 
 
 def test_difficulty_levels():
@@ -137,3 +141,13 @@ def test_evaluator_round_trip_and_range():
   for key in ('3d_LEVEL_1_AP', '3d_LEVEL_1_APH', 'bev_LEVEL_2_AP', 'bev_LEVEL_2_APH',
               '3d_LEVEL_1_AP_iou50', 'bev_LEVEL_2_APH_iou50'):  # fmt: skip
     assert result[key] == pytest.approx(1.0, abs=1e-4), key
+
+
+def test_sparse_curve_is_filled_conservatively():
+  # Official integration (metrics_utils.cc, 1.6.7): between two recalls more than 0.05 apart,
+  # points every 0.05 below the higher recall take its envelope. Points (r 1, p 1/2) and
+  # (r 1/10, p 1): fill 0.95 .. 0.15 at 1/2, trapezoid (0.15, 1/2) -> (0.1, 1) = 0.05 * 3/4,
+  # then 0.1 at 1 down to r = 0: AP = 0.85 * 1/2 + 0.0375 + 0.1. The plain envelope sum would
+  # give 0.1 * 1 + 0.9 * 1/2 = 0.55.
+  ap = metrics._ap(np.array([0.5, 1.0]), np.array([1.0, 0.1]))  # pylint: disable=protected-access
+  assert ap == pytest.approx(0.85 * 0.5 + 0.0375 + 0.1)
