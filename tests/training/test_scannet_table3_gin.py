@@ -4,8 +4,7 @@ The fixtures are written in the raw layouts by tests/datasets/scannet_fixture.py
 files) and tests/datasets/scenenet_fixtures.py (renders + trajectory protobuf) and built once
 per module by the real builders at 24x32. gin/tests/tiny_table3_scannet.gin shrinks the
 networks (1/8 widths), the batches (2) and the warm-up (0, so consistency runs in the 2 steps).
-Only table3_consistency.gin trains (its graph holds the baseline's supervised terms and Eq. 6),
-uncompiled, to keep the suite's time: the compiled DfVitW step has its own test.
+Both train uncompiled, to keep the suite's time: the compiled DfVitW step has its own test.
 """
 
 import math
@@ -113,10 +112,8 @@ def test_full_scale_settings(name):
 
 
 @pytest.mark.timeout(600)
-def test_runs_two_steps_on_the_fixtures(indoor_fixtures, tmp_path):
-  # table3_consistency.gin only: it is table3_baseline.gin's experiment (same tasks, data and
-  # supervised terms, checked by test_full_scale_settings) plus Eq. 6 on the ScanNet mediator.
-  name = 'consistency'
+@pytest.mark.parametrize('name', sorted(FILES))
+def test_runs_two_steps_on_the_fixtures(name, indoor_fixtures, tmp_path):
   scannet_dir, scenenet_dir = indoor_fixtures
   # Uncompiled: XLA of the DfVitW pair costs ~60 s here, and the compiled DfVitW step and the
   # compiled Eq. 6 have their own smoke tests; this one checks the files and the data wiring.
