@@ -78,6 +78,18 @@ class DfvNetworkMixin:
       model.noise_step.assign_add(1)
     return out
 
+  def _forward(self, model, inputs, training, flip_fn):
+    """The network on inputs['image'] (checked, made float): the training pass, or at
+    inference `flip_fn(predict, image)` when `flip_at_test`, else the plain prediction."""
+    image = inputs['image']
+    self._check_image(image)
+    image = to_float_image(image)
+    if training:
+      return self._training_forward(model, image)
+    if self.flip_at_test:
+      return flip_fn(lambda x: model(x, training=False), image)
+    return model(image, training=False)
+
 
 class DfvDepthTask(DfvNetworkMixin, DepthTask):
   """Predicts `depth` [N, H, W, 1] float32 (metres up to scale) with the ResNet-18 U-Net.
@@ -148,13 +160,5 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
     return self._build_resnet_unet(dfv_depth.build_dfv_depth_net, 'dfv_resnet18')
 
   def call(self, model, inputs, training=False):
-    image = inputs['image']
-    self._check_image(image)
-    image = to_float_image(image)
-    if training:
-      depth = self._training_forward(model, image)
-    elif self.flip_at_test:
-      depth = dfv_depth.flip_min_depth(lambda x: model(x, training=False), image)
-    else:
-      depth = model(image, training=False)
+    depth = self._forward(model, inputs, training, dfv_depth.flip_min_depth)
     return {'depth': depth + self.min_depth if self.min_depth else depth}

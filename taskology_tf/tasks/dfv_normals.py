@@ -3,7 +3,6 @@
 from typing import Optional
 
 from taskology_tf.networks import dfv_normals
-from taskology_tf.tasks.base import to_float_image
 from taskology_tf.tasks.dfv_depth import DfvNetworkMixin
 from taskology_tf.tasks.normals import NormalsTask
 
@@ -68,13 +67,4 @@ class DfvNormalsTask(DfvNetworkMixin, NormalsTask):
     return self._build_resnet_unet(dfv_normals.build_dfv_normals_net, 'dfv_resnet18')
 
   def call(self, model, inputs, training=False):
-    image = inputs['image']
-    self._check_image(image)
-    image = to_float_image(image)
-    if training:
-      normals = self._training_forward(model, image)
-    elif self.flip_at_test:
-      normals = dfv_normals.flip_mean_normals(lambda x: model(x, training=False), image)
-    else:
-      normals = model(image, training=False)
-    return {'normals': normals}
+    return {'normals': self._forward(model, inputs, training, dfv_normals.flip_mean_normals)}
