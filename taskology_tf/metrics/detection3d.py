@@ -26,7 +26,6 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 from scipy import optimize
-import tensorflow as tf
 
 from taskology_tf.geometry import boxes as boxes_lib
 
@@ -165,7 +164,8 @@ class DetectionEvaluator:
   evaluation scores; at laptop scale the grid is smaller than the lidar's reach).
 
   Args:
-    task: the detection task (its `detect` decodes and suppresses; its `grid` is the range).
+    task: the detection task (its `evaluation_detect` decodes and suppresses, traced once per
+      task and input signature, not per evaluator; its `grid` is the range).
     iou_threshold: 0.7 for vehicles.
   """
 
@@ -178,8 +178,7 @@ class DetectionEvaluator:
         (grid.y_min, grid.y_min + grid.cols * grid.cell_size),
     )
     self.frames: List[Dict[str, np.ndarray]] = []
-    # One graph for the whole pass: NMS's loop runs ~1000 steps a frame, too slow op by op.
-    self._detect = tf.function(lambda outputs: task.detect(outputs, frame=0))
+    self._detect = task.evaluation_detect
 
   def update(self, batch, outputs):
     boxes, scores, valid = (t.numpy() for t in self._detect(outputs))

@@ -102,18 +102,22 @@ def test_level_1_counts_a_match_to_a_level_2_box_but_not_its_miss():
   assert out['LEVEL_1/AP'] == pytest.approx(0.5) and out['LEVEL_2/AP'] == pytest.approx(0.5)
 
 
-def test_evaluator_round_trip_and_range():
-  """Detector outputs that encode the ground truth exactly score AP = APH = 1 through the whole
-  evaluation path (decode -> rotated NMS -> matching); a box outside the BEV grid is outside
-  the detector's range and is not scored, so it does not halve the recall."""
+def _exact_two_car_scene(task_class=None):
+  """A small detection task, and a batch with detector outputs that encode two of its three
+  ground-truth cars exactly (the third lies outside the BEV grid).
+
+  Returns:
+    (task, batch, outputs, cars [3, 7]).
+  """
   from taskology_tf.geometry import box_coder
   from taskology_tf.geometry import pillars as pillars_lib
   from taskology_tf.tasks import detection3d as task_lib
 
+  task_class = task_class or task_lib.Detection3DTask
   grid = pillars_lib.PillarGrid(rows=8, cols=8, cell_size=3.0, x_min=-12.0, y_min=-12.0,
                                 max_pillars=32, max_points=4)  # fmt: skip
   anchors = box_coder.AnchorConfig(size=(4.3, 1.85, 1.55), z=0.78)
-  task = task_lib.Detection3DTask(grid, anchors, num_frames=1, pre_nms_top_k=50)
+  task = task_class(grid, anchors, num_frames=1, pre_nms_top_k=50)
   anchor_grid = task.anchors.numpy()  # [8, 8, 2, 7]
   # Two cars at anchor (row 1, col 2, heading 0) and (row 5, col 6, heading 90 deg), offset from
   # the anchors so the residuals are not zero; a third car at x = 30 m, outside [-12, 12).
@@ -132,8 +136,16 @@ def test_evaluator_round_trip_and_range():
       'gt_valid': tf.ones([1, 1, 3], tf.bool),
       'gt_num_points': tf.constant([[[50, 50, 50]]], tf.int32),
   }
+  return task, batch, {'logits': tf.constant(logits), 'residuals': tf.constant(residuals)}, cars
+
+
+def test_evaluator_round_trip_and_range():
+  """Detector outputs that encode the ground truth exactly score AP = APH = 1 through the whole
+  evaluation path (decode -> rotated NMS -> matching); a box outside the BEV grid is outside
+  the detector's range and is not scored, so it does not halve the recall."""
+  task, batch, outputs, cars = _exact_two_car_scene()
   evaluator = metrics.DetectionEvaluator(task)
-  evaluator.update(batch, {'logits': tf.constant(logits), 'residuals': tf.constant(residuals)})
+  evaluator.update(batch, outputs)
   assert len(evaluator.frames[0]['gt_boxes']) == 2  # the out-of-range car is not scored
   np.testing.assert_allclose(np.sort(evaluator.frames[0]['pred_boxes'][:, 0]),
                              np.sort(cars[:2, 0]), atol=1e-4)  # fmt: skip
@@ -141,6 +153,37 @@ def test_evaluator_round_trip_and_range():
   for key in ('3d_LEVEL_1_AP', '3d_LEVEL_1_APH', 'bev_LEVEL_2_AP', 'bev_LEVEL_2_APH',
               '3d_LEVEL_1_AP_iou50', 'bev_LEVEL_2_APH_iou50'):  # fmt: skip
     assert result[key] == pytest.approx(1.0, abs=1e-4), key
+
+
+def test_evaluator_traces_detect_once_per_task_across_passes():
+  """The trainer makes a new evaluator every evaluation pass (Task.new_metrics); they share the
+  task's traced `detect`, so a second pass over the same batch shape does not retrace it. The
+  counter is Python code inside the traced function: it runs when the function is traced, not
+  when the graph runs. The scores are those of the round-trip test (AP = APH = 1) in both
+  passes, and the detections equal eager `detect`'s."""
+  from taskology_tf.tasks import detection3d as task_lib
+
+  class CountingDetection3DTask(task_lib.Detection3DTask):
+    traces = 0
+
+    def detect(self, outputs, frame=0, sparse=True):
+      self.traces += 1
+      return super().detect(outputs, frame=frame, sparse=sparse)
+
+  task, batch, outputs, _ = _exact_two_car_scene(CountingDetection3DTask)
+  results = []
+  for _ in range(2):
+    evaluator = task.new_metrics()
+    evaluator.update(batch, outputs)
+    results.append(evaluator.result())
+  assert task.traces == 1
+  assert results[0] == results[1]
+  assert results[0]['3d_LEVEL_1_APH'] == pytest.approx(1.0, abs=1e-4)
+  traced = evaluator.frames[0]
+  boxes, scores, valid = (t.numpy() for t in task.detect(outputs, frame=0))
+  assert task.traces == 2  # the eager call above runs the Python once more
+  np.testing.assert_allclose(traced['pred_boxes'], boxes[0][valid[0]], atol=1e-5)
+  np.testing.assert_allclose(traced['pred_scores'], scores[0][valid[0]], atol=1e-6)
 
 
 def test_sparse_curve_is_filled_conservatively():
