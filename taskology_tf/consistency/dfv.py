@@ -241,6 +241,24 @@ def weighted_ssim(
   return tf.clip_by_value((1.0 - numerator / denominator) / 2.0, 0.0, 1.0), pooled_weight
 
 
+def _floored_weighted_mean(error, weight, floor):
+  """Batch mean of sum(error * weight) / (channels * max(sum(weight), floor * pixels)).
+
+  Args:
+    error: [N, H, W, C] float32.
+    weight: [N, H, W, 1] float32 in [0, 1].
+    floor: in (0, 1]; 1.0 gives tf.reduce_mean(error * weight) (weight <= 1).
+
+  Returns:
+    Scalar float32.
+  """
+  channels = tf.cast(tf.shape(error)[-1], tf.float32)
+  pixels = tf.cast(tf.shape(error)[1] * tf.shape(error)[2], tf.float32)
+  numerator = tf.reduce_sum(error * weight, axis=[1, 2, 3]) / channels
+  denominator = tf.maximum(tf.reduce_sum(weight, axis=[1, 2, 3]), floor * pixels)
+  return tf.reduce_mean(numerator / denominator)
+
+
 def rgbd_consistency_loss(
     pixels: tf.Tensor,
     frame1_moved_depth: tf.Tensor,
@@ -248,6 +266,8 @@ def rgbd_consistency_loss(
     frame1_rgb: tf.Tensor,
     frame2_depth: tf.Tensor,
     frame2_rgb: tf.Tensor,
+    counted_pixel_floor: float = 1.0,
+    occlusion_tolerance: float = 0.0,
 ) -> Dict[str, tf.Tensor]:
   """Occlusion-aware RGB, depth and depth-weighted SSIM consistency (one direction).
 
@@ -259,6 +279,18 @@ def rgbd_consistency_loss(
   w = s / (dz^2 + s) (s: the mean squared depth difference over the closer pixels + 1e-4),
   held constant, so structure is only demanded of surfaces that coincide in 3D.
 
+  Normalisation (`counted_pixel_floor`, a deviation from the reference when < 1): each term of
+  an image is sum(error * weight) / max(sum(weight), counted_pixel_floor * pixels), the weight
+  being `frame1_closer_to_camera` (RGB, depth) or the pooled proximity weight (SSIM). At 1.0
+  the denominator is always the pixel count, i.e. the published mean over all pixels with
+  excluded pixels counting 0; then a depth that excludes more pixels (a constant or blurred
+  depth on the synthetic world, tools/dfv_objective_probe.py) lowers the loss without
+  explaining the images better. Below 1 each term is a weighted mean over the counted pixels
+  (floored, so excluding almost everything cannot give a tiny denominator's noise).
+  `occlusion_tolerance` counts a pixel also when its moved depth is up to this fraction
+  farther than frame 2's resampled depth (0: the published strict test), so that points that
+  coincide in 3D are not excluded by interpolation ties.
+
   Args:
     pixels: [N, H, W, 2] float32: where frame 1's pixels land in frame 2 (clamped).
     frame1_moved_depth: [N, H, W, 1] float32, metres: their depth in camera 2.
@@ -266,18 +298,29 @@ def rgbd_consistency_loss(
     frame1_rgb: [N, H, W, 3] float32 in [0, 1].
     frame2_depth: [N, H, W, 1] float32, metres.
     frame2_rgb: [N, H, W, 3] float32 in [0, 1].
+    counted_pixel_floor: in (0, 1]: the least fraction of an image's pixels a term is divided
+      by (1.0: all pixels, as published).
+    occlusion_tolerance: >= 0, relative: frame-1 points up to this fraction farther than
+      frame 2's surface still count (0.0 as published).
 
   Returns:
-    {'depth_error', 'rgb_error', 'ssim_error'} scalars (means over all pixels, masked pixels
-    counting 0, as published), 'depth_proximity_weight' [N, H, W, 1] and
-    'frame1_closer_to_camera' [N, H, W, 1].
+    {'depth_error', 'rgb_error', 'ssim_error'} scalars (batch means of the per-image terms
+    above), 'depth_proximity_weight' [N, H, W, 1] and 'frame1_closer_to_camera' [N, H, W, 1].
   """
+  if not 0.0 < counted_pixel_floor <= 1.0:
+    raise ValueError(
+        f'rgbd_consistency_loss: counted_pixel_floor must be in (0, 1], got {counted_pixel_floor}'
+    )
+  if occlusion_tolerance < 0.0:
+    raise ValueError(
+        f'rgbd_consistency_loss: occlusion_tolerance must be >= 0, got {occlusion_tolerance}'
+    )
   depth2 = _resample(frame2_depth, pixels)
   rgb2 = _resample(frame2_rgb, pixels)
-  closer = valid * tf.cast(frame1_moved_depth < depth2, tf.float32)
+  closer = valid * tf.cast(frame1_moved_depth < depth2 * (1.0 + occlusion_tolerance), tf.float32)
   difference = depth2 - frame1_moved_depth
-  depth_error = tf.reduce_mean(tf.abs(difference) * closer)
-  rgb_error = tf.reduce_mean(tf.abs(rgb2 - frame1_rgb) * closer)
+  depth_error = _floored_weighted_mean(tf.abs(difference), closer, counted_pixel_floor)
+  rgb_error = _floored_weighted_mean(tf.abs(rgb2 - frame1_rgb), closer, counted_pixel_floor)
   second_moment = (
       tf.reduce_sum(tf.square(difference) * closer, axis=[1, 2], keepdims=True)
       / (tf.reduce_sum(closer, axis=[1, 2], keepdims=True) + 1.0)
@@ -288,7 +331,7 @@ def rgbd_consistency_loss(
   # seeking photometric consistency, and training does not start.
   proximity = tf.stop_gradient(proximity)
   ssim, pooled_weight = weighted_ssim(rgb2, frame1_rgb, proximity, c1=SSIM_C1, c2=SSIM_C2)
-  ssim_error = tf.reduce_mean(ssim * pooled_weight)
+  ssim_error = _floored_weighted_mean(ssim, pooled_weight, counted_pixel_floor)
   return {
       'depth_error': depth_error,
       'rgb_error': rgb_error,
@@ -499,6 +542,10 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
     learned_intrinsics: use the motion task's 'intrinsics' instead of batch['intrinsics'].
     rgb_weight, ssim_weight, depth_consistency_weight, rotation_cycle_weight,
       translation_cycle_weight: the published weights.
+    counted_pixel_floor: RGB, SSIM and depth terms as weighted means over the counted pixels,
+      the count floored at this fraction of the image (1.0: means over all pixels, as
+      published; see `rgbd_consistency_loss`).
+    occlusion_tolerance: relative slack of the occlusion test (0.0: as published).
     name: relation name.
   """
 
@@ -516,9 +563,18 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       depth_consistency_weight: float = DEPTH_CONSISTENCY_WEIGHT,
       rotation_cycle_weight: float = ROTATION_CYCLE_WEIGHT,
       translation_cycle_weight: float = TRANSLATION_CYCLE_WEIGHT,
+      counted_pixel_floor: float = 1.0,
+      occlusion_tolerance: float = 0.0,
       name: str = 'dfv_consistency',
   ):
     self.name = name
+    if not 0.0 < counted_pixel_floor <= 1.0 or occlusion_tolerance < 0.0:
+      raise ValueError(
+          f'DfvConsistency({name!r}): counted_pixel_floor must be in (0, 1] and '
+          f'occlusion_tolerance >= 0, got {counted_pixel_floor} and {occlusion_tolerance}'
+      )
+    self.counted_pixel_floor = float(counted_pixel_floor)
+    self.occlusion_tolerance = float(occlusion_tolerance)
     self._init_mask(segmentation_task, label_key, movable_classes, foreground_dilation)
     self.depth_task = depth_task
     self.motion_task = motion_task
@@ -564,7 +620,16 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
     closer_fraction = tf.constant(0.0)
     for depth1, rgb1, rot1, field1, depth2, rgb2, rot2, field2 in directions:
       pixels, moved_depth, valid = transform_depth_map(depth1, rot1, field1, intrinsics)
-      terms = rgbd_consistency_loss(pixels, moved_depth, valid, rgb1, depth2, rgb2)
+      terms = rgbd_consistency_loss(
+          pixels,
+          moved_depth,
+          valid,
+          rgb1,
+          depth2,
+          rgb2,
+          counted_pixel_floor=self.counted_pixel_floor,
+          occlusion_tolerance=self.occlusion_tolerance,
+      )
       closer = terms['frame1_closer_to_camera']
       terms.update(motion_field_consistency_loss(pixels, closer, rot1, field1, rot2, field2))
       for k in sums:

@@ -314,3 +314,91 @@ def test_mask_sources():
     with_labels({'motion': motion}, batch)
   with pytest.raises(ValueError, match='movable_classes'):
     dfv.DfvConsistency(segmentation_task='segmentation')
+
+
+def _half_occluded(counted_pixel_floor, occlusion_tolerance=0.0, right_depth=3.0):
+  # Zero motion (every pixel lands on itself), frame 2 at depth 2 everywhere. Frame 1 is at
+  # depth 1 on the left half (columns 0-4: closer, counted) and `right_depth` on the right half
+  # (farther than frame 2's surface: occluded unless within the tolerance). Frame 1 is black
+  # and frame 2 grey 0.5, so |RGB difference| = 0.5 in every channel and pixel, and the depth
+  # difference is 1 on the counted left half.
+  depth1 = np.full([1, H, W, 1], 1.0, np.float32)
+  depth1[:, :, W // 2 :] = right_depth
+  pixels, z, valid = dfv.transform_depth_map(
+      tf.constant(depth1), _eye(), _const_field([0, 0, 0]), _k()
+  )
+  return dfv.rgbd_consistency_loss(
+      pixels,
+      z,
+      valid,
+      tf.zeros([1, H, W, 3]),
+      tf.fill([1, H, W, 1], 2.0),
+      tf.fill([1, H, W, 3], 0.5),
+      counted_pixel_floor=counted_pixel_floor,
+      occlusion_tolerance=occlusion_tolerance,
+  )
+
+
+def test_counted_pixel_floor_one_is_the_published_mean_over_all_pixels():
+  # Half the pixels counted. Published: mean over all pixels, excluded ones 0:
+  # rgb = 0.5 * 1/2 = 0.25, depth = 1 * 1/2 = 0.5.
+  out = _half_occluded(1.0)
+  assert float(tf.reduce_mean(out['frame1_closer_to_camera'])) == 0.5
+  assert float(out['rgb_error']) == pytest.approx(0.25, rel=1e-6)
+  assert float(out['depth_error']) == pytest.approx(0.5, rel=1e-6)
+
+
+def test_counted_pixel_floor_below_the_counted_fraction_gives_the_counted_mean():
+  # Floor 0.25 < the counted fraction 0.5: the denominator is the counted pixels, so each term
+  # is the mean over them: rgb = 0.5, depth = 1 (excluding pixels no longer lowers the loss).
+  out = _half_occluded(0.25)
+  assert float(out['rgb_error']) == pytest.approx(0.5, rel=1e-6)
+  assert float(out['depth_error']) == pytest.approx(1.0, rel=1e-6)
+  # Floor 0.75 > 0.5: divided by 0.75 of the pixels: rgb = 0.5 * 0.5 / 0.75 = 1/3,
+  # depth = 0.5 / 0.75 = 2/3.
+  out = _half_occluded(0.75)
+  assert float(out['rgb_error']) == pytest.approx(1.0 / 3.0, rel=1e-6)
+  assert float(out['depth_error']) == pytest.approx(2.0 / 3.0, rel=1e-6)
+
+
+def test_occlusion_tolerance_counts_points_just_behind_the_surface():
+  # The right half at depth 2.1 lies 5% behind frame 2's surface (2.0). Strict test (0): it is
+  # excluded, counted fraction 1/2. Tolerance 0.1: 2.1 < 2 * 1.1 = 2.2 counts, so every pixel
+  # counts; published mean: rgb = 0.5, depth = (1 * W/2 + 0.1 * W/2) / W = 0.55.
+  strict = _half_occluded(1.0, 0.0, right_depth=2.1)
+  assert float(tf.reduce_mean(strict['frame1_closer_to_camera'])) == 0.5
+  slack = _half_occluded(1.0, 0.1, right_depth=2.1)
+  assert float(tf.reduce_mean(slack['frame1_closer_to_camera'])) == 1.0
+  assert float(slack['rgb_error']) == pytest.approx(0.5, rel=1e-6)
+  assert float(slack['depth_error']) == pytest.approx(0.55, rel=1e-5)
+
+
+def test_counted_pixel_floor_ssim_is_a_mean_over_the_pooled_weight():
+  # Frame-1 depth equals frame 2's (dz = 0), so the proximity weight is s / (0 + s) = 1 on the
+  # valid left half (columns 0-4) and 0 on the right half (marked out of view). Frame 2 is
+  # 1 - frame 1 with frame 1 a 0.25-amplitude checkerboard: sigma_y = sigma_x and
+  # sigma_xy = -sigma_x under any window weighting, so SSIM = (c2 - 2 s_x) / (c2 + 2 s_x) and
+  # the error (1 - SSIM) / 2 = 2 s_x / (2 s_x + c2) = 1 - O(1e-4) everywhere (s_x >= ~0.05).
+  # The 3x3 pooled weight over the W - 2 = 8 output columns is 1, 1, 1, 2/3, 1/3, 0, 0, 0: sum
+  # 4 per row, half of the outputs. Published (floor 1): 0.5; floor 0.25: the weighted mean 1;
+  # floor 0.75: 0.5 / 0.75 = 2/3.
+  rows, cols = np.meshgrid(np.arange(H), np.arange(W), indexing='ij')
+  checker = np.where((rows + cols) % 2 == 0, 0.25, -0.25).astype(np.float32)
+  x = np.broadcast_to((0.5 + checker)[None, :, :, None], (1, H, W, 3)).copy()
+  depth = tf.fill([1, H, W, 1], 2.0)
+  pixels, z, valid = dfv.transform_depth_map(depth, _eye(), _const_field([0, 0, 0]), _k())
+  valid = valid * tf.constant((cols < W // 2).astype(np.float32)[None, :, :, None])
+  for floor, expected in ((1.0, 0.5), (0.25, 1.0), (0.75, 2.0 / 3.0)):
+    out = dfv.rgbd_consistency_loss(
+        pixels, z, valid, tf.constant(x), depth, tf.constant(1.0 - x), counted_pixel_floor=floor
+    )
+    assert float(out['ssim_error']) == pytest.approx(expected, abs=1e-3), floor
+
+
+def test_counted_pixel_floor_and_tolerance_are_checked():
+  with pytest.raises(ValueError, match='counted_pixel_floor'):
+    _half_occluded(0.0)
+  with pytest.raises(ValueError, match='occlusion_tolerance'):
+    _half_occluded(1.0, -0.1)
+  with pytest.raises(ValueError, match='counted_pixel_floor'):
+    dfv.DfvConsistency(counted_pixel_floor=1.5)
