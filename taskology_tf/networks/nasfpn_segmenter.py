@@ -14,6 +14,17 @@ segmentation task does in its data pipeline and loss:
   size (what `SegmentationLoss(use_groundtruth_dimension=True)` does) and cropped back to the
   input's H x W, so the network's output is per-pixel logits at input resolution.
 
+One change inside the decoder, to its gradient only: the cell's 'attention' combine
+(feat0 + feat1 * sigmoid(global max of feat0)) takes the max as the value at the arg-max
+(`_GlobalAttention`) instead of `tf.reduce_max`. The forward pass is the same number; TF's
+reduce_max gradient, dy * (x == max) / count(x == max), needs the max to equal an element of x
+bit for bit, and XLA may compute x with other rounding in the fusion that evaluates the
+comparison than in the one that reduced it (seen on CPU with `--xla_backend_optimization_level=0`,
+tests/conftest.py's flag): no element matches, 0 / 0, and the compiled step's gradients turn NaN
+(the tiny Table 1 E at step 2; WORKSPACE.md). The arg-max gather routes dy to one maximal element
+with no division; among tied maxima (common: nearest-upsampled maps) it picks the first, where
+TF splits dy evenly, and the gradient summed over the tied copies is the same.
+
 The full-scale configuration is ResNet-50, levels 3 to 7, 256 filters, 5 repeats, head at
 level 3 with 2 convolutions of 256 filters (Model Garden's SegmentationHead defaults).
 """
@@ -67,6 +78,33 @@ class _ResizeAndCrop(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), 'padded': self.padded, 'size': self.size}
+
+
+class _GlobalAttention(keras.layers.Layer):
+  """NAS-FPN's attention combine with an XLA-safe global max (see the module docstring).
+
+  Inputs: feat0, feat1 [B, H, W, C] float (same level and width). Output:
+  feat0 + feat1 * sigmoid(max over H, W of feat0), [B, H, W, C], as Model Garden's
+  `NASFPN._global_attention` computes it.
+  """
+
+  def call(self, inputs):
+    feat0, feat1 = inputs
+    _, h, w, c = feat0.shape
+    flat = tf.reshape(feat0, [-1, h * w, c])
+    # The first maximal position per (example, channel); its value is the max. The one-hot sum
+    # reads it exactly (x * 1 plus zeros) and its gradient is the one-hot: no 0 / 0.
+    index = tf.stop_gradient(tf.argmax(flat, axis=1, output_type=tf.int32))  # [B, C]
+    pick = tf.one_hot(index, h * w, axis=1, dtype=flat.dtype)  # [B, H * W, C]
+    peak = tf.reduce_sum(flat * pick, axis=1)[:, None, None, :]  # [B, 1, 1, C]
+    return feat0 + feat1 * tf.math.sigmoid(peak)
+
+
+class _NASFPN(nasfpn.NASFPN):
+  """Model Garden's NAS-FPN decoder with `_GlobalAttention` as its attention combine."""
+
+  def _global_attention(self, feat0, feat1):
+    return _GlobalAttention()([feat0, feat1])
 
 
 def build_nasfpn_segmenter(
@@ -131,7 +169,7 @@ def build_nasfpn_segmenter(
       input_specs=keras.layers.InputSpec(shape=[None, padded[0], padded[1], 3]),
       depth_multiplier=backbone_width_multiplier,
   )
-  decoder = nasfpn.NASFPN(
+  decoder = _NASFPN(
       input_specs=backbone.output_specs,
       min_level=min_level,
       max_level=max_level,

@@ -142,6 +142,66 @@ def test_loss_is_model_gardens_hand_computed_cross_entropy():
   np.testing.assert_allclose(float(unet_loss), (math.log(3) + math.log(6)) / 2, rtol=1e-6)
 
 
+def test_loss_with_no_valid_pixel_is_zero_not_nan():
+  # Every label ignored (255) or out of range: SegmentationLoss sums nothing and divides by
+  # 0 + 1e-5, so the loss is exactly 0 with zero (finite) gradients, never 0 / 0.
+  task = SegmentationTask(1, 3, num_classes=3, network='nasfpn')
+  logits = tf.Variable([[[[1.0, 2.0, 3.0], [0.0, 5.0, 1.0], [2.0, 2.0, 2.0]]]])
+  labels = tf.constant([[[255, 255, 7]]], tf.uint8)
+  with tf.GradientTape() as tape:
+    loss, _ = task.supervised_loss({'semantics': labels}, {'logits': logits})
+  assert float(loss) == 0.0
+  np.testing.assert_array_equal(tape.gradient(loss, logits).numpy(), np.zeros([1, 1, 3, 3]))
+
+
+@pytest.mark.timeout(120)
+def test_attention_gradient_is_finite_and_hand_derived_under_xla(tiny):
+  # The tiny Table 1 E's segmentation loss was NaN at step 2 under XLA: the NAS-FPN cell's
+  # attention, out = feat0 + feat1 * sigmoid(M), M = max over H, W of feat0, had TF's
+  # reduce_max gradient dy * (x == M) / count(x == M), and with tests/conftest.py's
+  # --xla_backend_optimization_level=0 XLA computed x = conv * g + b with other rounding in the
+  # fusion of the comparison than in the reduction's: no element equal to M, 0 / 0 = NaN.
+  # The decoder the segmenter is built with must give finite, hand-derived gradients here.
+  _, model = tiny
+  decoder = model.get_layer(index=2).decoder
+  rng = np.random.default_rng(0)
+  a = tf.constant(rng.normal(size=(2, 4, 4, 8)), tf.float32)
+  k = tf.constant(rng.normal(size=(1, 1, 8, 64)), tf.float32)
+  g = tf.constant(rng.normal(1.0, 0.1, size=64), tf.float32)
+  b = tf.constant(rng.normal(0.0, 0.1, size=64), tf.float32)
+
+  def feat0(g, b):
+    # A batch-norm-like affine map of a 1x1 convolution, upsampled x2 by nearest neighbour
+    # (as the cell resamples a coarser level): every maximum is tied 4 times.
+    x = tf.nn.conv2d(a, k, 1, 'SAME') * g + b
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)  # [2, 8, 8, 64]
+
+  def loss_and_grads(g, b):
+    with tf.GradientTape() as tape:
+      tape.watch([g, b])
+      out = decoder._global_attention(feat0(g, b), tf.ones([2, 8, 8, 64]))
+      loss = tf.reduce_sum(out)
+    return out, tape.gradient(loss, [g, b])
+
+  out, (grad_g, grad_b) = tf.function(loss_and_grads, jit_compile=True)(g, b)
+  assert np.isfinite(grad_g.numpy()).all() and np.isfinite(grad_b.numpy()).all()
+  # Forward: Model Garden's formula. With feat1 = 1: out = x + sigmoid(M) per (example, channel).
+  x = feat0(g, b).numpy()
+  m = x.max(axis=(1, 2), keepdims=True)
+  sigmoid = 1 / (1 + np.exp(-m))
+  np.testing.assert_allclose(out.numpy(), x + sigmoid, rtol=1e-5, atol=1e-6)
+  # Backward: L = sum(out), dL/dx = 1 everywhere plus sigmoid'(M) * sum(feat1) = s (1 - s) * 64
+  # at the maximum (one of the tied copies, or shared among them: the sum is the same).
+  # x = conv * g + b, so dL/db_c = sum over examples and pixels of dL/dx
+  # = 2 * 64 + 64 * sum_examples s (1 - s), and dL/dg_c = sum of dL/dx * conv.
+  ds = (sigmoid * (1 - sigmoid))[:, 0, 0, :]  # [2, 64]
+  np.testing.assert_allclose(grad_b.numpy(), 2 * 64 + 64 * ds.sum(0), rtol=1e-4)
+  conv = tf.repeat(tf.repeat(tf.nn.conv2d(a, k, 1, 'SAME'), 2, axis=1), 2, axis=2).numpy()
+  at_max = (x == m) / (x == m).sum(axis=(1, 2), keepdims=True)  # Ties share; conv is tied too.
+  expected_g = conv.sum(axis=(0, 1, 2)) + 64 * (ds[:, None, None, :] * at_max * conv).sum((0, 1, 2))
+  np.testing.assert_allclose(grad_g.numpy(), expected_g, rtol=1e-4, atol=1e-4)
+
+
 def test_evaluator_names_the_movable_classes():
   task = tiny_task()
   evaluator = task.new_metrics()
