@@ -56,8 +56,9 @@ def test_full_scale_table1_files_run_two_steps(table1_data, tmp_path):
   c = _run('c', out, table1_data)  # segmentation frozen from b/seed_0
   d = _run('d', out, table1_data)  # depth + motion frozen from c/seed_0
   a = _run('a', out, table1_data)
-  # Not XLA-compiled here: under XLA the tiny E's segmentation loss became NaN at step 2
-  # (not yet understood; see WORKSPACE.md), and compiling costs minutes on this CPU.
+  # Not XLA-compiled here: compiling costs minutes on this CPU. (The tiny E's NaN at step 2
+  # under XLA was NAS-FPN's reduce_max gradient dividing 0 by 0; fixed in nasfpn_segmenter.py,
+  # regression test in tests/tasks/test_segmentation_nasfpn.py.)
   e = _run('e', out, table1_data)
   for result in (a, b, c, d, e):
     assert result['steps'] == 2
