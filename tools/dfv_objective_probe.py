@@ -156,10 +156,16 @@ def main(argv):
     )
     return {'rgb_error': rgb, 'ssim_error': ssim, 'depth_error': depth_error, 'counted': counted}
 
-  def photometric_per_clip(depth, motion, batch, keep, floor, tolerance):
+  relations = {
+      v: dfv.DfvConsistency(counted_pixel_floor=v[0], occlusion_tolerance=v[1])
+      for v in loss_variants
+  }
+
+  def photometric_per_clip(depth, motion, batch, keep, variant):
     """DfvConsistency's RGB + SSIM + depth terms per clip [B] (cycle terms left out), with
     frame-1 pixels outside `keep` treated as out of view."""
-    relation = dfv.DfvConsistency(counted_pixel_floor=floor, occlusion_tolerance=tolerance)
+    relation = relations[variant]
+    floor, tolerance = variant
     num_clips = depth.shape[0]
     pairs = depth.shape[1] - 1
     intrinsics = base.repeat_per_frame(tf.convert_to_tensor(batch['intrinsics']), pairs)
@@ -252,15 +258,12 @@ def main(argv):
       preds = {'depth': {'depth': depth}, 'motion': m}
       smooth = smooth_per_clip(depth, batch)
       for variant in loss_variants:
-        relation = dfv.DfvConsistency(
-            counted_pixel_floor=variant[0], occlusion_tolerance=variant[1]
-        )
-        loss, _ = relation(preds, batch)
+        loss, _ = relations[variant](preds, batch)
         relation_objective[variant][name].append(
             float(loss) + FLAGS.smoothness_weight * float(np.mean(smooth))
         )
         for e in exclusions:
-          total, terms = photometric_per_clip(depth, m, batch, keeps[e], *variant)
+          total, terms = photometric_per_clip(depth, m, batch, keeps[e], variant)
           scores[e][variant][name].extend(total + FLAGS.smoothness_weight * smooth)
           for k, v in terms.items():
             term_sums[e][variant][name].setdefault(k, []).extend(v)

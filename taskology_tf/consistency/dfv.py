@@ -241,6 +241,14 @@ def weighted_ssim(
   return tf.clip_by_value((1.0 - numerator / denominator) / 2.0, 0.0, 1.0), pooled_weight
 
 
+def _check_objective_options(counted_pixel_floor, occlusion_tolerance, where):
+  """Raises ValueError naming `where` unless 0 < floor <= 1 and tolerance >= 0."""
+  if not 0.0 < counted_pixel_floor <= 1.0:
+    raise ValueError(f'{where}: counted_pixel_floor must be in (0, 1], got {counted_pixel_floor}')
+  if occlusion_tolerance < 0.0:
+    raise ValueError(f'{where}: occlusion_tolerance must be >= 0, got {occlusion_tolerance}')
+
+
 def _floored_weighted_mean(error, weight, floor):
   """Batch mean of sum(error * weight) / (channels * max(sum(weight), floor * pixels)).
 
@@ -307,14 +315,7 @@ def rgbd_consistency_loss(
     {'depth_error', 'rgb_error', 'ssim_error'} scalars (batch means of the per-image terms
     above), 'depth_proximity_weight' [N, H, W, 1] and 'frame1_closer_to_camera' [N, H, W, 1].
   """
-  if not 0.0 < counted_pixel_floor <= 1.0:
-    raise ValueError(
-        f'rgbd_consistency_loss: counted_pixel_floor must be in (0, 1], got {counted_pixel_floor}'
-    )
-  if occlusion_tolerance < 0.0:
-    raise ValueError(
-        f'rgbd_consistency_loss: occlusion_tolerance must be >= 0, got {occlusion_tolerance}'
-    )
+  _check_objective_options(counted_pixel_floor, occlusion_tolerance, 'rgbd_consistency_loss')
   depth2 = _resample(frame2_depth, pixels)
   rgb2 = _resample(frame2_rgb, pixels)
   closer = valid * tf.cast(frame1_moved_depth < depth2 * (1.0 + occlusion_tolerance), tf.float32)
@@ -568,11 +569,7 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       name: str = 'dfv_consistency',
   ):
     self.name = name
-    if not 0.0 < counted_pixel_floor <= 1.0 or occlusion_tolerance < 0.0:
-      raise ValueError(
-          f'DfvConsistency({name!r}): counted_pixel_floor must be in (0, 1] and '
-          f'occlusion_tolerance >= 0, got {counted_pixel_floor} and {occlusion_tolerance}'
-      )
+    _check_objective_options(counted_pixel_floor, occlusion_tolerance, f'DfvConsistency({name!r})')
     self.counted_pixel_floor = float(counted_pixel_floor)
     self.occlusion_tolerance = float(occlusion_tolerance)
     self._init_mask(segmentation_task, label_key, movable_classes, foreground_dilation)
