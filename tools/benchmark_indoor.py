@@ -13,10 +13,6 @@ following `--steps` calls are timed and their median reported. The 1-minute load
 read after the timed steps (the machine may be shared; a high load slows every number).
 """
 
-import json
-import os
-import time
-
 from absl import app
 from absl import flags
 import numpy as np
@@ -26,26 +22,14 @@ import tf_keras as keras
 from taskology_tf.tasks.dfv_depth import DfvDepthTask
 from taskology_tf.tasks.dfv_normals import DfvNormalsTask
 import taskology_tf_tools
+from taskology_tf_tools import benchmark_lib
 
 NETWORKS = {'depth': DfvDepthTask, 'normals': DfvNormalsTask}
 
 _NETWORKS = flags.DEFINE_list('networks', ['depth', 'normals'], 'Subset of depth, normals.')
 _SIZES = flags.DEFINE_list('sizes', ['240x320', '48x64'], 'Image sizes HxW.')
-_BATCH = flags.DEFINE_integer('batch_size', 4, 'Frames per step.')
+_COMMON = benchmark_lib.define_common_flags(4, 'Frames per step.', filters_scale=True)
 _STEPS = flags.DEFINE_integer('steps', 3, 'Timed steps after the first.')
-_FILTERS_SCALE = flags.DEFINE_float('filters_scale', 1.0, 'Network widths (1.0 = published).')
-_JIT = flags.DEFINE_bool('jit_compile', False, 'Compile the step with XLA.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Optional JSON file for the results.')
-
-
-def _parse_size(text: str):
-  try:
-    height, width = (int(v) for v in text.lower().split('x'))
-  except ValueError:
-    raise app.UsageError(f'--sizes: {text!r} is not HxW (e.g. 240x320)') from None
-  if height < 1 or width < 1:
-    raise app.UsageError(f'--sizes: {text!r} must be positive')
-  return height, width
 
 
 def _batch(height: int, width: int, batch_size: int):
@@ -76,9 +60,7 @@ def benchmark(
   """Returns the measurements of one network at one size as a dict."""
   keras.utils.set_random_seed(0)
   task = NETWORKS[network](height, width, filters_scale=filters_scale, max_depth=10.0)
-  start = time.perf_counter()
-  model = task.build_network()
-  build_seconds = time.perf_counter() - start
+  model, build_seconds = benchmark_lib.timed_call(task.build_network)
   optimizer = keras.optimizers.Adam(1e-4)
   batch = _batch(height, width, batch_size)
 
@@ -92,14 +74,9 @@ def benchmark(
     optimizer.apply_gradients(zip(grads, model.trainable_variables))
     return loss
 
-  start = time.perf_counter()
-  float(step(batch))
-  first_seconds = time.perf_counter() - start
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    float(step(batch))
-    times.append(time.perf_counter() - start)
+  timing = benchmark_lib.time_step(
+      lambda: step(batch), steps, items_per_step={'frames': batch_size}
+  )
   return {
       'network': type(task).__name__,
       'size': [height, width],
@@ -108,12 +85,7 @@ def benchmark(
       'jit_compile': jit,
       'parameters': int(sum(np.prod(v.shape) for v in model.trainable_variables)),
       'build_seconds': build_seconds,
-      'first_step_seconds': first_seconds,
-      'median_step_seconds': float(np.median(times)),
-      'steps_per_second': float(1.0 / np.median(times)),
-      'frames_per_second': float(batch_size / np.median(times)),
-      'timed_steps': steps,
-      'load_average_1min': os.getloadavg()[0],
+      **timing,
   }
 
 
@@ -125,7 +97,7 @@ def main(argv):
     raise app.UsageError(f'--networks: unknown {unknown}; choose from {sorted(NETWORKS)}')
   if _STEPS.value < 1:
     raise app.UsageError(f'--steps must be >= 1, got {_STEPS.value}')
-  sizes = [_parse_size(s) for s in _SIZES.value]
+  sizes = [benchmark_lib.parse_size(s, 'sizes') for s in _SIZES.value]
   results = []
   print('| network | size | batch | parameters | first step | steps/s | frames/s | load |')
   print('|---|---|---|---|---|---|---|---|')
@@ -135,10 +107,10 @@ def main(argv):
           network,
           height,
           width,
-          _BATCH.value,
+          _COMMON.batch_size.value,
           _STEPS.value,
-          _JIT.value,
-          _FILTERS_SCALE.value,
+          _COMMON.jit_compile.value,
+          _COMMON.filters_scale.value,
       )
       results.append(r)
       print(
@@ -147,12 +119,7 @@ def main(argv):
           f"{r['frames_per_second']:.1f} | {r['load_average_1min']:.1f} |",
           flush=True,
       )
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-    tmp = _OUTPUT.value + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(results, f, indent=2)
-    os.replace(tmp, _OUTPUT.value)
+  benchmark_lib.write_json(_COMMON.output.value, results)
 
 
 def run():

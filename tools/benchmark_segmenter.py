@@ -14,10 +14,6 @@ Model Garden's segmentation loss, gradients, and an Adam update, inside one tf.f
   small  ResNet-18 at 1/4 width, 64 filters, 3 repeats, head 1 x 64 (synthetic scale).
 """
 
-import json
-import os
-import time
-
 from absl import app
 from absl import flags
 import numpy as np
@@ -26,6 +22,7 @@ import tf_keras as keras
 
 from taskology_tf.tasks.segmentation import SegmentationTask
 import taskology_tf_tools
+from taskology_tf_tools import benchmark_lib
 
 CONFIGS = {
     'full': dict(),
@@ -42,19 +39,15 @@ CONFIGS = {
 _CONFIG = flags.DEFINE_enum('config', 'full', list(CONFIGS), 'Segmenter size.')
 _HEIGHT = flags.DEFINE_integer('height', 128, 'Image rows.')
 _WIDTH = flags.DEFINE_integer('width', 416, 'Image columns.')
-_BATCH = flags.DEFINE_integer('batch_size', 2, 'Images per step.')
+_COMMON = benchmark_lib.define_common_flags(2, 'Images per step.')
 _STEPS = flags.DEFINE_integer('steps', 5, 'Timed steps after the first.')
-_JIT = flags.DEFINE_bool('jit_compile', False, 'Compile the step with XLA.')
-_OUTPUT = flags.DEFINE_string('output', None, 'Optional JSON file for the results.')
 
 
 def benchmark(config: str, height: int, width: int, batch_size: int, steps: int, jit: bool):
   """Returns the measurements as a dict."""
   keras.utils.set_random_seed(0)
   task = SegmentationTask(height, width, network='nasfpn', project_classes=True, **CONFIGS[config])
-  start = time.perf_counter()
-  model = task.build_network()
-  build_seconds = time.perf_counter() - start
+  model, build_seconds = benchmark_lib.timed_call(task.build_network)
   optimizer = keras.optimizers.Adam(1e-4)
   rng = np.random.default_rng(0)
   batch = {
@@ -73,14 +66,7 @@ def benchmark(config: str, height: int, width: int, batch_size: int, steps: int,
     )
     return loss
 
-  start = time.perf_counter()
-  float(step(batch))
-  first_seconds = time.perf_counter() - start
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    float(step(batch))
-    times.append(time.perf_counter() - start)
+  timing = benchmark_lib.time_step(lambda: step(batch), steps)
   return {
       'config': config,
       'size': [height, width],
@@ -88,11 +74,7 @@ def benchmark(config: str, height: int, width: int, batch_size: int, steps: int,
       'jit_compile': jit,
       'parameters': int(model.count_params()),
       'build_seconds': build_seconds,
-      'first_step_seconds': first_seconds,
-      'median_step_seconds': float(np.median(times)),
-      'steps_per_second': float(1.0 / np.median(times)),
-      'timed_steps': steps,
-      'load_average_1min': os.getloadavg()[0],
+      **timing,
   }
 
 
@@ -100,17 +82,19 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   result = benchmark(
-      _CONFIG.value, _HEIGHT.value, _WIDTH.value, _BATCH.value, _STEPS.value, _JIT.value
+      _CONFIG.value,
+      _HEIGHT.value,
+      _WIDTH.value,
+      _COMMON.batch_size.value,
+      _STEPS.value,
+      _COMMON.jit_compile.value,
   )
   print(
       f"| {result['config']} | {_HEIGHT.value}x{_WIDTH.value} | {result['batch_size']} | "
       f"{result['parameters']:,} | {result['first_step_seconds']:.1f} s | "
       f"{result['steps_per_second']:.2f} | {result['load_average_1min']:.1f} |"
   )
-  if _OUTPUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
-    with open(_OUTPUT.value, 'w') as f:
-      json.dump(result, f, indent=2)
+  benchmark_lib.write_json(_COMMON.output.value, result)
 
 
 def run():
