@@ -257,7 +257,7 @@ def _print_tables(result):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  for flag in (_COMMON.batch_size, _ROUNDS, _STEPS):
+  for flag in (_ROUNDS, _STEPS):
     if flag.value < 1:
       raise app.UsageError(f'--{flag.name} must be >= 1, got {flag.value}')
   height, width = benchmark_lib.parse_size(_SIZE.value, 'size')

@@ -122,22 +122,40 @@ class CommonFlags(NamedTuple):
 
 
 def define_common_flags(
-    batch_size: int, batch_help: str, filters_scale: bool = False
+    batch_size: int,
+    batch_help: str,
+    filters_scale: bool = False,
+    flag_values: flags.FlagValues = flags.FLAGS,
 ) -> CommonFlags:
   """Declares --batch_size, --jit_compile, --output (and --filters_scale) for a benchmark tool.
+
+  Parsing rejects --batch_size < 1 and --filters_scale <= 0 with an error naming the flag.
 
   Args:
     batch_size: --batch_size's default.
     batch_help: what one batch item is, e.g. 'Triplets per step (4 published).'.
     filters_scale: also declare --filters_scale (network widths, 1.0 = published).
+    flag_values: where to declare them (absl's global FLAGS; tests pass their own).
   """
+  batch = flags.DEFINE_integer('batch_size', batch_size, batch_help, flag_values=flag_values)
+  flags.register_validator(
+      'batch_size', lambda v: v >= 1, '--batch_size must be >= 1', flag_values=flag_values
+  )
+  scale = None
+  if filters_scale:
+    scale = flags.DEFINE_float(
+        'filters_scale', 1.0, 'Network widths (1.0 = published).', flag_values=flag_values
+    )
+    flags.register_validator(
+        'filters_scale', lambda v: v > 0.0, '--filters_scale must be > 0', flag_values=flag_values
+    )
   return CommonFlags(
-      batch_size=flags.DEFINE_integer('batch_size', batch_size, batch_help),
-      jit_compile=flags.DEFINE_bool('jit_compile', False, 'Compile the timed steps with XLA.'),
-      output=flags.DEFINE_string('output', None, 'Optional JSON file for the results.'),
-      filters_scale=(
-          flags.DEFINE_float('filters_scale', 1.0, 'Network widths (1.0 = published).')
-          if filters_scale
-          else None
+      batch_size=batch,
+      jit_compile=flags.DEFINE_bool(
+          'jit_compile', False, 'Compile the timed steps with XLA.', flag_values=flag_values
       ),
+      output=flags.DEFINE_string(
+          'output', None, 'Optional JSON file for the results.', flag_values=flag_values
+      ),
+      filters_scale=scale,
   )

@@ -108,3 +108,25 @@ def test_dfv_variants_leave_out_exactly_one_term():
   variables = [v for m in setup.models.values() for v in m.trainable_variables]
   missing = [v.name for v, g in zip(variables, tape.gradient(surrogate, variables)) if g is None]
   assert not missing
+
+
+def test_common_flags_reject_bad_values_naming_the_flag():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  def parse(*argv):
+    values = flags.FlagValues()
+    common = benchmark_lib.define_common_flags(4, 'Frames.', filters_scale=True, flag_values=values)
+    values(['prog', *argv])
+    return common
+
+  common = parse('--batch_size=2', '--filters_scale=0.25')
+  assert (common.batch_size.value, common.filters_scale.value) == (2, 0.25)
+  assert common.jit_compile.value is False and common.output.value is None
+  with pytest.raises(flags.IllegalFlagValueError, match='--batch_size must be >= 1'):
+    parse('--batch_size=0')
+  with pytest.raises(flags.IllegalFlagValueError, match='--filters_scale must be > 0'):
+    parse('--filters_scale=0')
+  # Without filters_scale=True the flag does not exist.
+  values = flags.FlagValues()
+  assert benchmark_lib.define_common_flags(2, 'Images.', flag_values=values).filters_scale is None
+  assert 'filters_scale' not in values
