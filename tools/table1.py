@@ -46,7 +46,14 @@ SYNTHETIC_MOVABLE = ('car', 'pedestrian')
 
 flags.DEFINE_enum('scale', 'synthetic', ['synthetic', 'cityscapes'], 'Which gin folder.')
 flags.DEFINE_string('out_dir', None, 'Where the runs and the table go.')
-flags.DEFINE_integer('seeds', 3, 'Seeds per experiment (0 .. seeds - 1).')
+flags.DEFINE_integer('seeds', 3, 'Seeds per experiment (first_seed .. first_seed + seeds - 1).')
+flags.DEFINE_integer(
+    'first_seed',
+    0,
+    'The first seed. Seeds can be split over processes sharing --out_dir (e.g. three with '
+    '--seeds=1 and --first_seed=0, 1, 2); a last run with --seeds=3 then finds every run done '
+    'and writes the table over all of them.',
+)
 flags.DEFINE_list('experiments', list(EXPERIMENTS), 'Subset of a,b,c,d,e (dependencies kept).')
 flags.DEFINE_integer('num_steps', None, 'Override NUM_STEPS of every run.')
 flags.DEFINE_multi_string('extra_gin_file', [], 'Gin files applied after each experiment file.')
@@ -308,8 +315,11 @@ def main(argv):
     raise app.UsageError(f'--experiments: unknown {unknown}; choose from {list(EXPERIMENTS)}')
   if FLAGS.seeds < 1:
     raise app.UsageError(f'--seeds must be >= 1, got {FLAGS.seeds}')
+  if FLAGS.first_seed < 0:
+    raise app.UsageError(f'--first_seed must be >= 0, got {FLAGS.first_seed}')
   names = with_dependencies(FLAGS.experiments)
-  plan = [(n, s) for s in range(FLAGS.seeds) for n in names]
+  seeds = range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)
+  plan = [(n, s) for s in seeds for n in names]
   results, start, trained = [], time.monotonic(), 0
   for i, (name, seed) in enumerate(plan):
     path = run_dir(FLAGS.out_dir, name, seed)
