@@ -10,6 +10,7 @@ checked against the uncompiled one here.
 
 import numpy as np
 import tensorflow as tf
+import tf_keras as keras
 
 from taskology_tf.networks.pointpillars import PillarFeatureNet
 
@@ -37,7 +38,7 @@ def test_masked_max_ignores_padding_points():
 
 
 def test_xla_gradient_is_finite_and_equals_the_uncompiled_one():
-  tf.random.set_seed(0)
+  keras.utils.set_random_seed(0)
   net = PillarFeatureNet(16)
   x = tf.random.normal([2, 2, 32, 8, 9])
   mask = tf.cast(tf.random.uniform([2, 2, 32, 8]) > 0.3, tf.float32)
@@ -54,4 +55,6 @@ def test_xla_gradient_is_finite_and_equals_the_uncompiled_one():
   plain = tf.function(grads)(x, mask)
   for c, p in zip(compiled, plain):
     assert np.isfinite(c.numpy()).all()
-    np.testing.assert_allclose(c.numpy(), p.numpy(), rtol=1e-4, atol=1e-5)
+    # Float32 sums over 2 x 2 x 32 x 8 points in another order: relative differences ~2e-4
+    # seen; a NaN, or dy routed to a wrong point, differs by O(1).
+    np.testing.assert_allclose(c.numpy(), p.numpy(), rtol=2e-3, atol=2e-4)
