@@ -229,20 +229,7 @@ def main(argv):
   relation_objective = {v: {n: [] for n in case_names} for v in loss_variants}
   for b in clips:
     batch = {'image': tf.cast(b['image'], tf.float32) / 255.0, 'intrinsics': b['intrinsics']}
-    rot = b['egomotion'][..., :3, :3]
-    trans = b['egomotion'][..., :3, 3]
-    rot_inv = tf.linalg.matrix_transpose(rot)
-    motion = {
-        'rotation': transforms.matrix_to_axis_angle(rot),
-        'translation': trans,
-        'residual_translation': b['object_motion'],
-        'rotation_backward': transforms.matrix_to_axis_angle(rot_inv),
-        'translation_backward': -tf.linalg.matvec(rot_inv, trans),
-        # Backward object motion ~ -R^T m at the same pixel (base.warp_consecutive_frames).
-        'residual_translation_backward': -tf.linalg.matvec(
-            rot_inv[:, :, tf.newaxis, tf.newaxis], b['object_motion']
-        ),
-    }
+    motion = dfv.motion_from_ground_truth(b['egomotion'], b['object_motion'])
     zero = {k: tf.zeros_like(v) for k, v in motion.items()}
     static = dict(motion)
     static['residual_translation'] = tf.zeros_like(b['object_motion'])

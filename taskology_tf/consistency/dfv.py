@@ -449,6 +449,44 @@ def _fold_pairs(x):
   return base.fold_time(tf.convert_to_tensor(x, tf.float32))
 
 
+# Mediator label keys of the ground-truth motion (the synthetic world's; render.render_example).
+GROUND_TRUTH_MOTION_KEYS = ('egomotion', 'object_motion')
+
+
+def motion_from_ground_truth(
+    egomotion: tf.Tensor, object_motion: tf.Tensor
+) -> Dict[str, tf.Tensor]:
+  """The DfV motion task's outputs (module docstring) from ground-truth motion.
+
+  Args:
+    egomotion: [B, T-1, 4, 4] cam_{t+1}_from_cam_t.
+    object_motion: [B, T-1, H, W, 3] metres, camera t+1's frame, at frame-t pixels: the own
+      motion m of the surface seen there, X_{t+1} = R X_t + T + m.
+
+  Returns:
+    The forward (R, T, m) as axis-angle, translation and residual field, and the backward ones:
+    the inverse egomotion (R^T, -R^T T) and the residual -R^T m. X_t = R^T X_{t+1} - R^T T -
+    R^T m holds exactly for the surface point, but the backward field is indexed by frame t+1's
+    pixels and the ground truth by frame t's: using m at the same pixel is exact on static
+    surfaces (m = 0) and approximate on a moving object's border (a few pixels per frame here).
+  """
+  egomotion = tf.convert_to_tensor(egomotion, tf.float32)
+  object_motion = tf.convert_to_tensor(object_motion, tf.float32)
+  rotation = egomotion[..., :3, :3]
+  translation = egomotion[..., :3, 3]
+  rotation_inv = tf.linalg.matrix_transpose(rotation)
+  return {
+      'rotation': transforms.matrix_to_axis_angle(rotation),
+      'translation': translation,
+      'residual_translation': object_motion,
+      'rotation_backward': transforms.matrix_to_axis_angle(rotation_inv),
+      'translation_backward': -tf.linalg.matvec(rotation_inv, translation),
+      'residual_translation_backward': -tf.linalg.matvec(
+          rotation_inv[:, :, tf.newaxis, tf.newaxis], object_motion
+      ),
+  }
+
+
 class _MovableMaskMixin:
   """The movable mask of each frame: from a segmentation task, from dataset labels, or none."""
 
@@ -534,7 +572,10 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
 
   Args:
     depth_task: task predicting 'depth'.
-    motion_task: the DfV motion task.
+    motion_task: the DfV motion task; None: a diagnostic oracle, the ground-truth motion of
+      the mediator batch (`GROUND_TRUTH_MOTION_KEYS`, asked for through
+      `mediator_label_keys`; `motion_from_ground_truth`), so only the depth is learnt and the
+      cycle terms are those of the exact motion.
     segmentation_task: task predicting 'logits' whose arg-max gives the movable mask (None: no
       segmentation mask).
     label_key: mediator batch key of per-frame class ids for the movable mask (None: none).
@@ -553,7 +594,7 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
   def __init__(
       self,
       depth_task: str = 'depth',
-      motion_task: str = 'motion',
+      motion_task: Optional[str] = 'motion',
       segmentation_task: Optional[str] = None,
       label_key: Optional[str] = None,
       movable_classes: Sequence[int] = (),
@@ -583,7 +624,30 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
         'rotation_error': float(rotation_cycle_weight),
         'translation_error': float(translation_cycle_weight),
     }
-    self.tasks = (depth_task, motion_task) + ((segmentation_task,) if segmentation_task else ())
+    if motion_task is None:
+      if learned_intrinsics:
+        raise ValueError(
+            f'DfvConsistency({name!r}): learned_intrinsics=True needs a motion_task to learn '
+            'them; motion_task=None (the ground-truth motion) uses batch["intrinsics"]'
+        )
+      self.mediator_label_keys = tuple(self.mediator_label_keys) + GROUND_TRUTH_MOTION_KEYS
+    self.tasks = (
+        (depth_task,)
+        + ((motion_task,) if motion_task else ())
+        + ((segmentation_task,) if segmentation_task else ())
+    )
+
+  def _motion(self, predictions, batch):
+    if self.motion_task is not None:
+      return predictions[self.motion_task]
+    missing = [k for k in GROUND_TRUTH_MOTION_KEYS if k not in batch]
+    if missing:
+      raise KeyError(
+          f'DfvConsistency({self.name!r}): motion_task=None reads the ground-truth motion '
+          f'{list(GROUND_TRUTH_MOTION_KEYS)} from the mediator batch, which lacks {missing} '
+          f'(it has {sorted(batch)})'
+      )
+    return motion_from_ground_truth(batch['egomotion'], batch['object_motion'])
 
   def _intrinsics(self, motion, batch, num_pairs):
     if self.learned_intrinsics:
@@ -598,7 +662,7 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
   def __call__(self, predictions, batch):
     """See `base.Relation.__call__`. Metrics: each unweighted term summed over pairs and
     directions, and 'closer_fraction' (mean fraction of pixels counted)."""
-    motion = predictions[self.motion_task]
+    motion = self._motion(predictions, batch)
     depth = tf.convert_to_tensor(predictions[self.depth_task]['depth'], tf.float32)
     image = tf.convert_to_tensor(batch['image'], tf.float32)
     num_pairs = depth.shape[1] - 1 if depth.shape[1] is not None else tf.shape(depth)[1] - 1

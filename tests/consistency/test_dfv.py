@@ -402,3 +402,60 @@ def test_counted_pixel_floor_and_tolerance_are_checked():
     _half_occluded(1.0, -0.1)
   with pytest.raises(ValueError, match='counted_pixel_floor'):
     dfv.DfvConsistency(counted_pixel_floor=1.5)
+
+
+def _rot_z(angle):
+  c, s = np.cos(angle), np.sin(angle)
+  return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], np.float32)
+
+
+def test_motion_from_ground_truth_golden():
+  # cam_{t+1}_from_cam_t = (R, T), R a rotation of 0.3 rad about z, T = (1, 2, 3); an object
+  # pixel moving by m = (0.5, 0, 0) in camera t+1's frame. Forward: axis-angle (0, 0, 0.3), T,
+  # m. Backward: axis-angle (0, 0, -0.3), -R^T T, and -R^T m = (-0.5 cos 0.3, 0.5 sin 0.3, 0).
+  rot, trans = _rot_z(0.3), np.array([1.0, 2.0, 3.0], np.float32)
+  egomotion = np.eye(4, dtype=np.float32)
+  egomotion[:3, :3], egomotion[:3, 3] = rot, trans
+  object_motion = np.zeros([1, 1, H, W, 3], np.float32)
+  object_motion[0, 0, 2, 3] = [0.5, 0.0, 0.0]
+  out = dfv.motion_from_ground_truth(egomotion[None, None], object_motion)
+  np.testing.assert_allclose(out['rotation'][0, 0], [0, 0, 0.3], atol=1e-6)
+  np.testing.assert_allclose(out['rotation_backward'][0, 0], [0, 0, -0.3], atol=1e-6)
+  np.testing.assert_allclose(out['translation'][0, 0], trans)
+  np.testing.assert_allclose(out['translation_backward'][0, 0], -rot.T @ trans, atol=1e-6)
+  np.testing.assert_array_equal(out['residual_translation'].numpy(), object_motion)
+  back = out['residual_translation_backward'].numpy()
+  np.testing.assert_allclose(
+      back[0, 0, 2, 3], [-0.5 * np.cos(0.3), 0.5 * np.sin(0.3), 0], atol=1e-6
+  )
+  assert np.count_nonzero(back) == 2  # Zero wherever m is (x and y of the one moving pixel).
+  # The backward motion undoes the forward one: R^T (R X + T) - R^T T = X.
+  x = np.array([0.7, -1.1, 4.0], np.float32)
+  undone = rot.T @ (rot @ x + trans) + out['translation_backward'][0, 0].numpy()
+  np.testing.assert_allclose(undone, x, atol=1e-5)
+
+
+def test_relation_with_ground_truth_motion_equals_it_given_as_predictions():
+  # motion_task=None: DfvConsistency reads the mediator batch's egomotion and object motion.
+  # On the consistent clip of _clip_inputs (R = I, T = (0.4, 0, 0) per pair, nothing moving),
+  # its loss equals the relation's with those motions given as a motion task's predictions.
+  motion, depth, batch = _clip_inputs()
+  egomotion = np.tile(np.eye(4, dtype=np.float32), (B, T - 1, 1, 1))
+  egomotion[..., 0, 3] = 0.4
+  oracle_batch = dict(
+      batch, egomotion=tf.constant(egomotion), object_motion=tf.zeros([B, T - 1, H, W, 3])
+  )
+  oracle = dfv.DfvConsistency(motion_task=None)
+  assert oracle.tasks == ('depth',)
+  assert oracle.mediator_label_keys == ('egomotion', 'object_motion')
+  loss, metrics = oracle({'depth': {'depth': depth}}, oracle_batch)
+  given, _ = dfv.DfvConsistency()({'depth': {'depth': depth}, 'motion': motion}, batch)
+  assert float(loss) == pytest.approx(float(given), rel=1e-6, abs=1e-7)
+  assert float(metrics['rgb_error']) == pytest.approx(0.0, abs=1e-5)
+  # A wrong depth (halved) costs more under the exact motion.
+  worse, _ = oracle({'depth': {'depth': depth * 0.5}}, oracle_batch)
+  assert float(worse) > float(loss) + 1e-3
+  with pytest.raises(KeyError, match="lacks \\['egomotion', 'object_motion'\\]"):
+    oracle({'depth': {'depth': depth}}, batch)
+  with pytest.raises(ValueError, match='learned_intrinsics=True needs a motion_task'):
+    dfv.DfvConsistency(motion_task=None, learned_intrinsics=True)
