@@ -93,8 +93,12 @@ def _metrics_for(scale):
   return depth, SYNTHETIC_CLASS_NAMES, SYNTHETIC_MOVABLE
 
 
-def evaluate_run(experiment, path, scale, batch_size):
-  """Scores the depth and segmentation networks of one run (frozen ones from their source)."""
+def evaluate_run(experiment, path, scale, batch_size, live_models=None):
+  """Scores the depth and segmentation networks of one run (frozen ones from their source).
+
+  live_models: {task: network} of the run's trainer (Trainer.models) to score the trained
+  networks in memory; a trained task not in it is loaded from the run's checkpoint in `path`.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
   from taskology_tf.metrics.segmentation import ClassSetIoU  # pylint: disable=g-import-not-at-top
@@ -105,8 +109,10 @@ def evaluate_run(experiment, path, scale, batch_size):
   models, tasks, origin = {}, {}, {}
   for name in wanted:
     config = experiment.config(name)
-    source = config.frozen_from or path
-    models[name], _ = frozen.load_frozen_network(config.task, source)
+    if not config.frozen_from and name in (live_models or {}):
+      models[name] = live_models[name]
+    else:
+      models[name], _ = frozen.load_frozen_network(config.task, config.frozen_from or path)
     tasks[name] = config.task
     origin[name] = 'frozen' if config.frozen_from else 'trained'
   seg_metrics = ClassSetIoU(class_names, movable) if 'segmentation' in models else None
@@ -159,7 +165,7 @@ def train_and_evaluate(
     trainer = experiment.build_trainer(path)
     experiment_lib.write_operative_config(path)
     trainer.train()
-    result = evaluate_run(experiment, path, scale, eval_batch_size)
+    result = evaluate_run(experiment, path, scale, eval_batch_size, trainer.models)
   finally:
     gin.clear_config()
   result.update(experiment=name, seed=seed, steps=int(trainer.step.numpy()))
