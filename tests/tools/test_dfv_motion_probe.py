@@ -1,0 +1,99 @@
+"""tools/dfv_motion_probe.py: hand goldens of its ego-motion errors, and the tool end to end on
+a motion network saved as a run's checkpoint, scored on the tiny synthetic world."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def _rot_z(degrees):
+  a = np.radians(degrees)
+  return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+
+
+def test_compare_egomotion_goldens():
+  from taskology_tf_tools import dfv_motion_probe  # pylint: disable=g-import-not-at-top
+
+  # Pair 0: the truth is a 10 deg rotation about z, the prediction the identity -> error 10 deg;
+  # its backward rotation is -10 deg about z, so backward * forward = -10 deg -> cycle 10 deg.
+  # True translation (1, 1, 0), predicted (2, 0, 0): direction 45 deg, |t| ratio 2 / sqrt(2).
+  # Pair 1: prediction = truth = 30 deg about z, backward its inverse -> errors 0, cycle 0; its
+  # true translation is 0, so it has no direction and is left out of the translation terms.
+  pred_r = np.stack([np.eye(3), _rot_z(30)])
+  gt_r = np.stack([_rot_z(10), _rot_z(30)])
+  back_r = np.stack([_rot_z(-10), _rot_z(-30)])
+  pred_t = np.array([[2.0, 0, 0], [0.5, 0, 0]])
+  gt_t = np.array([[1.0, 1.0, 0], [0, 0, 0]])
+  errors = dfv_motion_probe.compare_egomotion(pred_r, pred_t, gt_r, gt_t, back_r)
+  np.testing.assert_allclose(errors['rotation_error_deg'], [10, 0], atol=1e-4)
+  np.testing.assert_allclose(errors['rotation_deg'], [10, 30], atol=1e-4)
+  np.testing.assert_allclose(errors['cycle_rotation_error_deg'], [10, 0], atol=1e-4)
+  np.testing.assert_allclose(errors['translation_direction_error_deg'], [45], atol=1e-4)
+  np.testing.assert_allclose(errors['translation_scale_ratio'], [np.sqrt(2)], rtol=1e-6)
+  summary = dfv_motion_probe.summarise(errors)
+  assert summary['pairs'] == 2 and summary['translation_pairs'] == 1
+  assert summary['rotation_error_deg'] == pytest.approx(5.0, abs=1e-4)
+  assert summary['translation_scale_log_std'] == 0.0  # One pair: no spread.
+  assert '| translation direction error (deg) | 45 |' in dfv_motion_probe.markdown(summary)
+
+
+GIN = 'gin/experiments/synthetic/dfv_depth_motion_counted.gin'
+
+
+def _probe(args):
+  return subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'dfv_motion_probe.py'), *args],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=REPO_ROOT,
+  )
+
+
+def test_probe_end_to_end_on_a_saved_motion_network(tiny_world, tmp_path):
+  import gin  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from taskology_tf.datasets.loader import load_synthetic_world  # pylint: disable=g-import-not-at-top
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from tests.conftest import TINY_HEIGHT  # pylint: disable=g-import-not-at-top
+  from tests.conftest import TINY_WIDTH  # pylint: disable=g-import-not-at-top
+
+  bindings = [f"DATA_DIR = '{tiny_world}'"]
+  gin.clear_config()
+  try:
+    experiment_lib.parse_gin([GIN, 'gin/tests/tiny.gin'], bindings, search_dirs=[REPO_ROOT])
+    net = experiment_lib.Experiment().config('motion').task.build_network()
+  finally:
+    gin.clear_config()
+  run_dir = str(tmp_path / 'run')
+  tf.train.CheckpointManager(
+      tf.train.Checkpoint(model_motion=net), os.path.join(run_dir, 'checkpoints'), 1
+  ).save(checkpoint_number=7)
+  out = str(tmp_path / 'probe' / 'motion.json')
+  args = [
+      f'--run_dir={run_dir}',
+      f'--gin_file={GIN}',
+      '--gin_file=gin/tests/tiny.gin',
+      f"--gin_bindings=DATA_DIR = '{tiny_world}'",
+  ]
+  proc = _probe(args + [f'--output={out}'])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = json.load(open(out))
+  # The tiny world's test split: 2 clips of 3 frames -> 4 pairs, from the latest checkpoint.
+  assert summary['pairs'] == 4 and summary['checkpoint'].endswith('ckpt-7')
+  clips = load_synthetic_world('real', 'test', tiny_world, TINY_HEIGHT, TINY_WIDTH)
+  gt = np.concatenate([c['egomotion'].numpy()[:, :3, :3] for c in clips])
+  cos = (np.trace(gt, axis1=-2, axis2=-1) - 1) / 2
+  expected = np.degrees(np.arccos(np.clip(cos, -1, 1))).mean()
+  assert summary['rotation_deg'] == pytest.approx(expected, rel=1e-5)
+  assert 0 <= summary['rotation_error_deg'] <= 180
+  assert os.path.exists(os.path.splitext(out)[0] + '.md')
+  bad = _probe(args + ['--motion_task=ego'])
+  assert bad.returncode != 0 and "--motion_task='ego'" in bad.stderr

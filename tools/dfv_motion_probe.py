@@ -1,0 +1,192 @@
+r"""How close a trained motion network's ego-motion is to the synthetic world's ground truth.
+
+Loads the motion task of a run (its gin files and its latest checkpoint, as a frozen task is
+loaded), predicts both frame orders for every consecutive pair of the experiment's evaluation
+clips (synthetic-world clips carry the ground truth; the `real` test split in our gin files),
+and compares the forward ego-motion with the ground truth `egomotion` (cam_{t+1}_from_cam_t):
+
+- `rotation_error_deg`: the angle of R_pred^T R_gt, mean over pairs (against `rotation_deg`,
+  the ground truth's own angle, which is what a zero rotation would score);
+- `translation_direction_error_deg`: the angle between the predicted and the true translation,
+  over pairs whose true translation is at least 1 mm (scale-free: self-supervised motion is known
+  up to the depth's scale);
+- `translation_scale_ratio`: |t_pred| / |t_gt|, its median and the spread of its log over pairs
+  (std): a depth network learns the scale the translation implies, so a spread in this ratio is
+  a spread of depth scale between clips, which per-image median scaling hides;
+- `cycle_rotation_error_deg`: the angle of R_backward R_forward (zero for motions that are each
+  other's inverse).
+
+Results as JSON (and a markdown table) in --output, with the command that wrote them.
+
+  python tools/dfv_motion_probe.py --run_dir=runs/dfv_counted \
+      --gin_file=gin/experiments/synthetic/dfv_depth_motion_counted.gin \
+      --gin_bindings="DATA_DIR='/work/data_demo'" --output=runs/dfv_counted/motion_probe.json
+"""
+
+import json
+import os
+import shlex
+import sys
+
+from absl import flags
+
+import taskology_tf_tools
+from taskology_tf_tools import GIN_SEARCH_DIRS
+
+flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s) of the run.')
+flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings applied after the files.')
+flags.DEFINE_string('run_dir', None, 'Run directory (its checkpoints/) or a checkpoint prefix.')
+flags.DEFINE_string('motion_task', 'motion', "Name of the run's DfV motion task.")
+flags.DEFINE_integer('max_clips', 100, 'Clips to probe on.')
+flags.DEFINE_integer('batch_size', 10, 'Clips per batch.')
+flags.DEFINE_string('output', None, 'Write the results as JSON here (and .md beside it).')
+flags.mark_flag_as_required('run_dir')
+FLAGS = flags.FLAGS
+
+MIN_TRANSLATION = 1e-3  # metres: pairs with less true translation have no direction to compare.
+
+
+def rotation_angle_deg(rotation):
+  """Angle of rotation matrices [..., 3, 3] in degrees (from the trace, clipped to [-1, 1])."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  cos = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
+  return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translation, back_rotation):
+  """Per-pair errors (numpy arrays) of predicted against true ego-motion; see the docstring.
+
+  Args:
+    pred_rotation, gt_rotation, back_rotation: [N, 3, 3] (back: the predicted reverse-order
+      rotation, cam_t_from_cam_{t+1}).
+    pred_translation, gt_translation: [N, 3] metres.
+
+  Returns:
+    {name: [N] or [M] array}: rotation_error_deg, rotation_deg (the ground truth's angle),
+    cycle_rotation_error_deg, and over the M pairs with |t_gt| >= MIN_TRANSLATION:
+    translation_direction_error_deg and translation_scale_ratio.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  rel = np.einsum('nji,njk->nik', pred_rotation, gt_rotation)  # R_pred^T R_gt
+  cycle = np.einsum('nij,njk->nik', back_rotation, pred_rotation)
+  gt_norm = np.linalg.norm(gt_translation, axis=-1)
+  pred_norm = np.linalg.norm(pred_translation, axis=-1)
+  moving = gt_norm >= MIN_TRANSLATION
+  cos = np.sum(pred_translation * gt_translation, -1) / np.maximum(pred_norm * gt_norm, 1e-12)
+  return {
+      'rotation_error_deg': rotation_angle_deg(rel),
+      'rotation_deg': rotation_angle_deg(gt_rotation),
+      'cycle_rotation_error_deg': rotation_angle_deg(cycle),
+      'translation_direction_error_deg': np.degrees(np.arccos(np.clip(cos[moving], -1, 1))),
+      'translation_scale_ratio': pred_norm[moving] / gt_norm[moving],
+  }
+
+
+def summarise(errors):
+  """Means (and, for the scale ratio, the median and the std of its log) of `compare_egomotion`."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  out = {'pairs': int(errors['rotation_error_deg'].size)}
+  for key in (
+      'rotation_error_deg',
+      'rotation_deg',
+      'cycle_rotation_error_deg',
+      'translation_direction_error_deg',
+  ):
+    out[key] = float(np.mean(errors[key])) if errors[key].size else float('nan')
+  ratio = errors['translation_scale_ratio']
+  out['translation_pairs'] = int(ratio.size)
+  out['translation_scale_ratio_median'] = float(np.median(ratio)) if ratio.size else float('nan')
+  positive = ratio[ratio > 0]
+  out['translation_scale_log_std'] = float(np.std(np.log(positive))) if positive.size else 0.0
+  return out
+
+
+def markdown(summary):
+  rows = [
+      ('pairs', summary['pairs']),
+      ('rotation error (deg)', summary['rotation_error_deg']),
+      ("ground-truth rotation (deg; = a zero rotation's error)", summary['rotation_deg']),
+      ('forward-backward rotation cycle (deg)', summary['cycle_rotation_error_deg']),
+      ('translation direction error (deg)', summary['translation_direction_error_deg']),
+      ('|t_pred| / |t_gt|, median', summary['translation_scale_ratio_median']),
+      ('std of log(|t_pred| / |t_gt|) over pairs', summary['translation_scale_log_std']),
+  ]
+  lines = ['| quantity | value |', '|---|---|']
+  for name, value in rows:
+    lines.append(
+        f'| {name} | {value:.4g} |' if isinstance(value, float) else f'| {name} | {value} |'
+    )
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from taskology_tf.geometry import transforms  # pylint: disable=g-import-not-at-top
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+  from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
+
+  if FLAGS.max_clips < 1 or FLAGS.batch_size < 1:
+    raise ValueError(
+        f'--max_clips and --batch_size must be >= 1, got {FLAGS.max_clips}, {FLAGS.batch_size}'
+    )
+  experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
+  experiment = experiment_lib.Experiment()
+  if FLAGS.motion_task not in experiment.task_names:
+    raise ValueError(
+        f'--motion_task={FLAGS.motion_task!r}: the experiment of {FLAGS.gin_file} has tasks '
+        f'{experiment.task_names}'
+    )
+  task = experiment.config(FLAGS.motion_task).task
+  model, info = frozen.load_frozen_network(task, FLAGS.run_dir)
+  if experiment.evaluation_clips is None:
+    raise ValueError(
+        f'{FLAGS.gin_file}: Experiment.evaluation_clips is not set; nothing to probe on'
+    )
+  clips = experiment.evaluation_clips().take(FLAGS.max_clips).batch(FLAGS.batch_size)
+  predict = tf.function(lambda image: task.predict_mediator(model, {'image': image}))
+  parts = {k: [] for k in ('pred_r', 'pred_t', 'gt_r', 'gt_t', 'back_r')}
+  for batch in clips:
+    out = predict(batch['image'])
+    parts['pred_r'].append(transforms.axis_angle_to_matrix(out['rotation']).numpy())
+    parts['back_r'].append(transforms.axis_angle_to_matrix(out['rotation_backward']).numpy())
+    parts['pred_t'].append(out['translation'].numpy())
+    parts['gt_r'].append(batch['egomotion'][..., :3, :3].numpy())
+    parts['gt_t'].append(batch['egomotion'][..., :3, 3].numpy())
+  flat = {k: np.concatenate(v).reshape((-1,) + v[0].shape[2:]) for k, v in parts.items()}
+  errors = compare_egomotion(
+      flat['pred_r'], flat['pred_t'], flat['gt_r'], flat['gt_t'], flat['back_r']
+  )
+  summary = summarise(errors)
+  summary.update(
+      checkpoint=info['source'],
+      step=info['step'],
+      data=f"the experiment's evaluation clips, {FLAGS.max_clips} at most",
+      command='python tools/dfv_motion_probe.py ' + shlex.join(sys.argv[1:]),
+  )
+  print(json.dumps(summary, indent=2))
+  print(markdown(summary))
+  if FLAGS.output:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    for path, text in (
+        (FLAGS.output, json.dumps(summary, indent=2, sort_keys=True)),
+        (os.path.splitext(FLAGS.output)[0] + '.md', markdown(summary)),
+    ):
+      with open(path + '.tmp', 'w') as f:
+        f.write(text)
+      os.replace(path + '.tmp', path)
+  return 0
+
+
+def run():
+  """Console-script entry point."""
+  taskology_tf_tools.run_app(lambda argv: sys.exit(main(argv)), __name__)
+
+
+if __name__ == '__main__':
+  run()
