@@ -43,83 +43,9 @@ flags.DEFINE_string('output', None, 'Write the results as JSON here (and .md bes
 flags.mark_flag_as_required('run_dir')
 FLAGS = flags.FLAGS
 
-MIN_TRANSLATION = 1e-3  # metres: pairs with less true translation have no direction to compare.
-
-
-def rotation_angle_deg(rotation):
-  """Angle of rotation matrices [..., 3, 3] in degrees (from the trace, clipped to [-1, 1])."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  cos = (np.trace(rotation, axis1=-2, axis2=-1) - 1.0) / 2.0
-  return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
-
-
-def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translation, back_rotation):
-  """Per-pair errors (numpy arrays) of predicted against true ego-motion; see the docstring.
-
-  Args:
-    pred_rotation, gt_rotation, back_rotation: [N, 3, 3] (back: the predicted reverse-order
-      rotation, cam_t_from_cam_{t+1}).
-    pred_translation, gt_translation: [N, 3] metres.
-
-  Returns:
-    {name: [N] or [M] array}: rotation_error_deg, rotation_deg (the ground truth's angle),
-    cycle_rotation_error_deg, and over the M pairs with |t_gt| >= MIN_TRANSLATION:
-    translation_direction_error_deg and translation_scale_ratio.
-  """
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  rel = np.einsum('nji,njk->nik', pred_rotation, gt_rotation)  # R_pred^T R_gt
-  cycle = np.einsum('nij,njk->nik', back_rotation, pred_rotation)
-  gt_norm = np.linalg.norm(gt_translation, axis=-1)
-  pred_norm = np.linalg.norm(pred_translation, axis=-1)
-  moving = gt_norm >= MIN_TRANSLATION
-  cos = np.sum(pred_translation * gt_translation, -1) / np.maximum(pred_norm * gt_norm, 1e-12)
-  return {
-      'rotation_error_deg': rotation_angle_deg(rel),
-      'rotation_deg': rotation_angle_deg(gt_rotation),
-      'cycle_rotation_error_deg': rotation_angle_deg(cycle),
-      'translation_direction_error_deg': np.degrees(np.arccos(np.clip(cos[moving], -1, 1))),
-      'translation_scale_ratio': pred_norm[moving] / gt_norm[moving],
-  }
-
-
-def summarise(errors):
-  """Means (and, for the scale ratio, the median and the std of its log) of `compare_egomotion`."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-
-  out = {'pairs': int(errors['rotation_error_deg'].size)}
-  for key in (
-      'rotation_error_deg',
-      'rotation_deg',
-      'cycle_rotation_error_deg',
-      'translation_direction_error_deg',
-  ):
-    out[key] = float(np.mean(errors[key])) if errors[key].size else float('nan')
-  ratio = errors['translation_scale_ratio']
-  out['translation_pairs'] = int(ratio.size)
-  out['translation_scale_ratio_median'] = float(np.median(ratio)) if ratio.size else float('nan')
-  positive = ratio[ratio > 0]
-  out['translation_scale_log_std'] = float(np.std(np.log(positive))) if positive.size else 0.0
-  return out
-
-
-def markdown(summary):
-  rows = [
-      ('pairs', summary['pairs']),
-      ('rotation error (deg)', summary['rotation_error_deg']),
-      ("ground-truth rotation (deg; = a zero rotation's error)", summary['rotation_deg']),
-      ('forward-backward rotation cycle (deg)', summary['cycle_rotation_error_deg']),
-      ('translation direction error (deg)', summary['translation_direction_error_deg']),
-      ('|t_pred| / |t_gt|, median', summary['translation_scale_ratio_median']),
-      ('std of log(|t_pred| / |t_gt|) over pairs', summary['translation_scale_log_std']),
-  ]
-  lines = ['| quantity | value |', '|---|---|']
-  for name, value in rows:
-    lines.append(
-        f'| {name} | {value:.4g} |' if isinstance(value, float) else f'| {name} | {value} |'
-    )
-  return '\n'.join(lines) + '\n'
+from taskology_tf.metrics.egomotion_errors import compare_egomotion  # noqa: E402
+from taskology_tf.metrics.egomotion_errors import markdown  # noqa: E402
+from taskology_tf.metrics.egomotion_errors import summarise  # noqa: E402
 
 
 def main(argv):

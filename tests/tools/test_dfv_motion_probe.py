@@ -18,7 +18,7 @@ def _rot_z(degrees):
 
 
 def test_compare_egomotion_goldens():
-  from taskology_tf_tools import dfv_motion_probe  # pylint: disable=g-import-not-at-top
+  from taskology_tf.metrics import egomotion_errors as dfv_motion_probe  # pylint: disable=g-import-not-at-top
 
   # Pair 0: the truth is a 10 deg rotation about z, the prediction the identity -> error 10 deg;
   # its backward rotation is -10 deg about z, so backward * forward = -10 deg -> cycle 10 deg.
