@@ -30,6 +30,9 @@ import sys
 
 from absl import flags
 
+from taskology_tf.metrics.egomotion_errors import compare_egomotion
+from taskology_tf.metrics.egomotion_errors import markdown
+from taskology_tf.metrics.egomotion_errors import summarise
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -42,10 +45,6 @@ flags.DEFINE_integer('batch_size', 10, 'Clips per batch.')
 flags.DEFINE_string('output', None, 'Write the results as JSON here (and .md beside it).')
 flags.mark_flag_as_required('run_dir')
 FLAGS = flags.FLAGS
-
-from taskology_tf.metrics.egomotion_errors import compare_egomotion  # noqa: E402
-from taskology_tf.metrics.egomotion_errors import markdown  # noqa: E402
-from taskology_tf.metrics.egomotion_errors import summarise  # noqa: E402
 
 
 def main(argv):
@@ -68,13 +67,19 @@ def main(argv):
         f'--motion_task={FLAGS.motion_task!r}: the experiment of {FLAGS.gin_file} has tasks '
         f'{experiment.task_names}'
     )
-  task = experiment.config(FLAGS.motion_task).task
-  model, info = frozen.load_frozen_network(task, FLAGS.run_dir)
   if experiment.evaluation_clips is None:
     raise ValueError(
         f'{FLAGS.gin_file}: Experiment.evaluation_clips is not set; nothing to probe on'
     )
-  clips = experiment.evaluation_clips().take(FLAGS.max_clips).batch(FLAGS.batch_size)
+  clips = experiment.evaluation_clips()
+  if 'egomotion' not in clips.element_spec:
+    raise ValueError(
+        f'{FLAGS.gin_file}: the evaluation clips carry no ground-truth "egomotion" (they have '
+        f'{sorted(clips.element_spec)}); probe on synthetic-world clips'
+    )
+  clips = clips.take(FLAGS.max_clips).batch(FLAGS.batch_size)
+  task = experiment.config(FLAGS.motion_task).task
+  model, info = frozen.load_frozen_network(task, FLAGS.run_dir)
   predict = tf.function(lambda image: task.predict_mediator(model, {'image': image}))
   parts = {k: [] for k in ('pred_r', 'pred_t', 'gt_r', 'gt_t', 'back_r')}
   for batch in clips:

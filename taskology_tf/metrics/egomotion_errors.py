@@ -12,7 +12,7 @@ def rotation_angle_deg(rotation):
 
 
 def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translation, back_rotation):
-  """Per-pair errors (numpy arrays) of predicted against true ego-motion; see the docstring.
+  """Per-pair errors (numpy arrays) of predicted against true ego-motion (tools/dfv_motion_probe.py).
 
   Args:
     pred_rotation, gt_rotation, back_rotation: [N, 3, 3] (back: the predicted reverse-order
