@@ -65,16 +65,36 @@ def matrix_from_angles(angles: tf.Tensor) -> tf.Tensor:
 class _Scales(keras.layers.Layer):
   """Learnable rotation and translation scales (create_scales of the reference)."""
 
+  def __init__(
+      self,
+      rotation_init: float = SCALE_INIT,
+      translation_init: float = SCALE_INIT,
+      **kwargs,
+  ):
+    super().__init__(**kwargs)
+    self.rotation_init = float(rotation_init)
+    self.translation_init = float(translation_init)
+
   def build(self, input_shape):
     constraint = lambda v: tf.maximum(v, SCALE_MINIMUM)  # relu(v - m) + m.
-    init = keras.initializers.Constant(SCALE_INIT)
     self.rotation_scale = self.add_weight(
-        'rotation', shape=[], initializer=init, constraint=constraint
+        'rotation',
+        shape=[],
+        initializer=keras.initializers.Constant(self.rotation_init),
+        constraint=constraint,
     )
     self.translation_scale = self.add_weight(
-        'translation', shape=[], initializer=init, constraint=constraint
+        'translation',
+        shape=[],
+        initializer=keras.initializers.Constant(self.translation_init),
+        constraint=constraint,
     )
     super().build(input_shape)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(rotation_init=self.rotation_init, translation_init=self.translation_init)
+    return config
 
   def call(self, inputs):
     rotation, translation, residual = inputs
@@ -150,6 +170,8 @@ def build_dfv_motion_net(
     learn_intrinsics: bool = False,
     weight_reg: float = 0.01,
     filters_scale: float = 1.0,
+    rotation_scale_init: float = SCALE_INIT,
+    translation_scale_init: float = SCALE_INIT,
     name: str = 'dfv_motion',
 ) -> keras.Model:
   """Builds the motion-field network.
@@ -162,6 +184,11 @@ def build_dfv_motion_net(
       s * sum(w^2) / 2); collected in `model.losses`.
     filters_scale: the encoder's filter counts times this (the refinement towers follow them);
       1.0 = as published, smaller for fast tests.
+    rotation_scale_init, translation_scale_init: initial values of the learnable output scales
+      (0.01 both, as published; each must be >= SCALE_MINIMUM). With Adam each scale moves by
+      about the learning rate per step, so from 0.01 a translation scale needs ~1 / lr steps to
+      reach a metre-sized output (10k steps at the published 1e-4): WORKSPACE.md, "Depth from
+      Videos in the Wild", on the synthetic recipe's larger translation init.
     name: Keras model name.
 
   Returns:
@@ -175,6 +202,15 @@ def build_dfv_motion_net(
   """
   if not (height and width) or height < 1 or width < 1:
     raise ValueError(f'build_dfv_motion_net: height and width must be >= 1, got {height}x{width}')
+  for flag, value in (
+      ('rotation_scale_init', rotation_scale_init),
+      ('translation_scale_init', translation_scale_init),
+  ):
+    if not value >= SCALE_MINIMUM:
+      raise ValueError(
+          f'build_dfv_motion_net: {flag} must be >= {SCALE_MINIMUM} (the scales\' constraint),'
+          f' got {value}'
+      )
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
   image_a = keras.Input(shape=(height, width, 3), name='image_a')
   image_b = keras.Input(shape=(height, width, 3), name='image_b')
@@ -198,7 +234,9 @@ def build_dfv_motion_net(
   for i, layer in reversed(list(enumerate(features))):
     field = _refine_motion_field(field, layer, regularizer, f'refine{i + 1}')
   field = _refine_motion_field(field, images, regularizer, 'refine0')
-  rotation, translation, field = _Scales(name='scales')([rotation, translation, field])
+  rotation, translation, field = _Scales(
+      rotation_init=rotation_scale_init, translation_init=translation_scale_init, name='scales'
+  )([rotation, translation, field])
   outputs = {
       'rotation_angles': keras.layers.Lambda(lambda t: t, name='rotation_angles')(rotation),
       'translation': keras.layers.Lambda(lambda t: t[:, 0, 0, :], name='translation')(translation),

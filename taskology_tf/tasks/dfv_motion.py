@@ -30,6 +30,8 @@ class DfvMotionTask(EgomotionTask):
     weight_reg: L2 regularisation (1e-2 published), in `model.losses`.
     filters_scale: the network's filter counts times this (1.0 as published; gin/tests/tiny.gin
       shrinks it so smoke tests build in seconds).
+    rotation_scale_init, translation_scale_init: initial learnable output scales (0.01 as
+      published; networks/dfv_motion.build_dfv_motion_net).
     name: task name.
   """
 
@@ -40,12 +42,16 @@ class DfvMotionTask(EgomotionTask):
       learn_intrinsics: bool = False,
       weight_reg: float = 0.01,
       filters_scale: float = 1.0,
+      rotation_scale_init: float = dfv_motion.SCALE_INIT,
+      translation_scale_init: float = dfv_motion.SCALE_INIT,
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
     self.learn_intrinsics = learn_intrinsics
     self.weight_reg = weight_reg
     self.filters_scale = filters_scale
+    self.rotation_scale_init = rotation_scale_init
+    self.translation_scale_init = translation_scale_init
 
   @property
   def output_spec(self):
@@ -70,6 +76,8 @@ class DfvMotionTask(EgomotionTask):
         learn_intrinsics=self.learn_intrinsics,
         weight_reg=self.weight_reg,
         filters_scale=self.filters_scale,
+        rotation_scale_init=self.rotation_scale_init,
+        translation_scale_init=self.translation_scale_init,
         name=f'{self.name}_dfv_motion',
     )
 

@@ -203,6 +203,28 @@ def test_motion_scales_start_at_0_01_and_are_floored(motion_net):
   assert float(scales.translation_scale.constraint(tf.constant(0.3))) == pytest.approx(0.3)
 
 
+def test_scale_inits_multiply_the_outputs_linearly_and_bad_inits_name_the_flag():
+  # Same weights, translation scale 0.01 -> 0.5: translation and the residual field scale by
+  # 0.5 / 0.01 = 50 exactly (outputs are raw * scale); rotation angles (scale kept) unchanged.
+  tf.keras.utils.set_random_seed(4)
+  base = dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25)
+  big = dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25, translation_scale_init=0.5)
+  assert float(dfv_motion.scales(big).translation_scale) == pytest.approx(0.5)
+  assert float(dfv_motion.scales(big).rotation_scale) == pytest.approx(0.01)
+  big.set_weights(base.get_weights())
+  dfv_motion.scales(big).translation_scale.assign(0.5)
+  a = tf.random.uniform([2, H, W, 3], seed=3)
+  b = tf.random.uniform([2, H, W, 3], seed=4)
+  out_base, out_big = base([a, b]), big([a, b])
+  np.testing.assert_allclose(out_big['translation'], 50 * out_base['translation'], rtol=1e-4)
+  np.testing.assert_allclose(
+      out_big['residual_translation'], 50 * out_base['residual_translation'], rtol=1e-3, atol=1e-7
+  )
+  np.testing.assert_allclose(out_big['rotation_angles'], out_base['rotation_angles'], rtol=1e-5)
+  with pytest.raises(ValueError, match='translation_scale_init must be >= 0.001'):
+    dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25, translation_scale_init=0.0)
+
+
 def test_motion_net_eager_equals_xla(motion_net):
   a = tf.random.uniform([1, H, W, 3], seed=1)
   b = tf.random.uniform([1, H, W, 3], seed=2)
