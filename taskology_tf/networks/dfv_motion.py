@@ -208,7 +208,7 @@ def build_dfv_motion_net(
   ):
     if not value >= SCALE_MINIMUM:
       raise ValueError(
-          f'build_dfv_motion_net: {flag} must be >= {SCALE_MINIMUM} (the scales\' constraint),'
+          f"build_dfv_motion_net: {flag} must be >= {SCALE_MINIMUM} (the scales' constraint),"
           f' got {value}'
       )
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
