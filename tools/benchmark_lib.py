@@ -9,7 +9,6 @@ the machine for a while slows every step alike and their ratios stay meaningful 
 machine.
 """
 
-import json
 import os
 import statistics
 import time
@@ -18,6 +17,8 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tup
 from absl import app
 from absl import flags
 import tensorflow as tf
+
+from taskology_tf import files
 
 
 def _to_host(value):
@@ -105,11 +106,7 @@ def write_json(path: Optional[str], obj) -> None:
   """
   if not path:
     return
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  files.write_json_atomic(os.path.abspath(path), obj)
 
 
 class CommonFlags(NamedTuple):

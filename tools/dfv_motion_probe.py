@@ -30,6 +30,7 @@ import sys
 
 from absl import flags
 
+from taskology_tf import files
 from taskology_tf.metrics.egomotion_errors import compare_egomotion
 from taskology_tf.metrics.egomotion_errors import markdown
 from taskology_tf.metrics.egomotion_errors import summarise
@@ -108,9 +109,7 @@ def main(argv):
         (FLAGS.output, json.dumps(summary, indent=2, sort_keys=True)),
         (os.path.splitext(FLAGS.output)[0] + '.md', markdown(summary)),
     ):
-      with open(path + '.tmp', 'w') as f:
-        f.write(text)
-      os.replace(path + '.tmp', path)
+      files.write_text_atomic(path, text)
   return 0
 
 

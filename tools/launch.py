@@ -24,6 +24,7 @@ import time
 from absl import app
 from absl import flags
 
+from taskology_tf import files
 from taskology_tf.training import distributed
 from taskology_tf.training import experiment as experiment_lib
 from taskology_tf.training import frozen as frozen_lib
@@ -140,9 +141,9 @@ def main(argv):
   for task in tasks:
     os.makedirs(os.path.join(snapshot_root, task), exist_ok=True)
   config_path = os.path.join(run_dir, 'models.config')
-  with open(config_path + '.tmp', 'w') as f:
-    f.write(distributed.models_config_text(snapshot_root, tasks, num_versions))
-  os.replace(config_path + '.tmp', config_path)
+  files.write_text_atomic(
+      config_path, distributed.models_config_text(snapshot_root, tasks, num_versions)
+  )
   # Frozen tasks (TaskConfig.frozen_from) get no trainer: exported once (an existing version is
   # kept), then served like any peer.
   for task in [t for t in tasks if t in frozen]:

@@ -9,11 +9,11 @@ affinity and prints (or writes) a gin fragment that wires the relations whose sc
 """
 
 import json
-import os
 import sys
 
 from absl import flags
 
+from taskology_tf import files
 import taskology_tf_tools
 
 flags.DEFINE_string('affinities', None, 'affinities.json written by tools/taxonomy.py.')
@@ -37,10 +37,7 @@ def main(argv):
   fragment = relations.propose(affinities, FLAGS.threshold)
   print(fragment, end='')
   if FLAGS.output:
-    tmp = FLAGS.output + '.tmp'
-    with open(tmp, 'w') as f:
-      f.write(fragment)
-    os.replace(tmp, FLAGS.output)
+    files.write_text_atomic(FLAGS.output, fragment)
   return 0
 
 

@@ -27,6 +27,7 @@ import time
 from absl import app
 from absl import flags
 
+from taskology_tf import files
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -169,10 +170,7 @@ def train_and_evaluate(
   finally:
     gin.clear_config()
   result.update(experiment=name, seed=seed, steps=int(trainer.step.numpy()))
-  tmp = os.path.join(path, RESULT_FILE + '.tmp')
-  with open(tmp, 'w') as f:
-    json.dump(result, f, indent=2, sort_keys=True)
-  os.replace(tmp, os.path.join(path, RESULT_FILE))
+  files.write_json_atomic(os.path.join(path, RESULT_FILE), result, sort_keys=True)
   return result
 
 
@@ -287,10 +285,8 @@ def plot(table, path):
   if classes:
     axes[1].set_xlabel('classes: ' + ', '.join(classes), fontsize=8)
   fig.tight_layout()
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=120)
+  files.save_figure_atomic(fig, path)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def write_outputs(out_dir, results, scale):
@@ -306,10 +302,7 @@ def write_outputs(out_dir, results, scale):
       'table1.md': markdown(table, order, scale),
   }
   for name, text in outputs.items():
-    tmp = os.path.join(out_dir, name + '.tmp')
-    with open(tmp, 'w') as f:
-      f.write(text)
-    os.replace(tmp, os.path.join(out_dir, name))
+    files.write_text_atomic(os.path.join(out_dir, name), text)
   plot(table, os.path.join(out_dir, 'table1.png'))
   return table, order
 

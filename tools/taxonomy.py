@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 import gin
 
+from taskology_tf import files
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -185,10 +186,7 @@ def main(argv):
     except (FileNotFoundError, ValueError) as e:
       print(f'error: {e}', file=sys.stderr)
       return 2
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-      json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    files.write_json_atomic(path, data)
   targets = list(data['targets'])
   costs = {t: 1.0 for t in targets}
   costs.update(_pairs(FLAGS.costs, 'costs'))

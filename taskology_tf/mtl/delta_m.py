@@ -23,6 +23,8 @@ import math
 import os
 from typing import Dict, Mapping, Sequence, Tuple
 
+from taskology_tf import files
+
 # (task, metric, higher_is_better)
 DEFAULT_METRICS: Tuple[Tuple[str, str, bool], ...] = (
     ('segmentation', 'miou', True),
@@ -151,10 +153,8 @@ def plot(rows, path: str) -> None:
   ax.set_title('Synthetic world: segmentation + depth + normals')
   plt.setp(ax.get_xticklabels(), rotation=30, ha='right')
   fig.tight_layout()
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=120)
+  files.save_figure_atomic(fig, path)
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def write_table(per_row, baseline: str, out_dir: str, command: str, metrics=DEFAULT_METRICS):
@@ -166,9 +166,6 @@ def write_table(per_row, baseline: str, out_dir: str, command: str, metrics=DEFA
       ('results.md', md),
       ('results.json', json.dumps({'command': command, 'rows': rows, 'runs': per_row}, indent=2)),
   ):
-    tmp = os.path.join(out_dir, name + '.tmp')
-    with open(tmp, 'w') as f:
-      f.write(text)
-    os.replace(tmp, os.path.join(out_dir, name))
+    files.write_text_atomic(os.path.join(out_dir, name), text)
   plot(rows, os.path.join(out_dir, 'delta_m.png'))
   return rows

@@ -22,6 +22,7 @@ from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
+from taskology_tf import files
 from taskology_tf.inputs import pipelines
 from taskology_tf.mtl import methods as methods_lib
 from taskology_tf.mtl.model import SharedBackbone
@@ -260,10 +261,7 @@ class MTLTrainer:
 
 
 def write_json_atomic(path: str, obj) -> None:
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files.write_json_atomic(path, obj, sort_keys=True)
 
 
 class MTLExperiment:

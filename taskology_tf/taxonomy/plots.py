@@ -1,10 +1,11 @@
 """Pictures of a taxonomy: the affinity heat-map and the chosen transfers as a graph (PNG)."""
 
 import math
-import os
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from taskology_tf import files
 
 
 def _plt():
@@ -17,9 +18,7 @@ def _plt():
 
 
 def _save(fig, path):
-  tmp = path + '.tmp.png'
-  fig.savefig(tmp, dpi=120)
-  os.replace(tmp, path)
+  files.save_figure_atomic(fig, path)
 
 
 def affinity_heatmap(

@@ -18,6 +18,7 @@ import gin
 import tensorflow as tf
 import tf_keras as keras
 
+from taskology_tf import files
 from taskology_tf.consistency.depth_normals import DepthNormalsConsistency
 from taskology_tf.consistency.depth_normals_anchored import AnchoredDepthNormalsConsistency
 from taskology_tf.consistency.dfv import DfvConsistency
@@ -463,11 +464,7 @@ def write_operative_config(run_dir: str) -> str:
   """Writes the operative gin config (every value actually used) to <run_dir>/operative_config.gin."""
   path = os.path.join(run_dir, 'operative_config.gin')
   tf.io.gfile.makedirs(run_dir)
-  tmp = path + '.tmp'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    f.write(gin.operative_config_str())
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-  return path
+  return files.write_text_atomic(path, gin.operative_config_str())
 
 
 # Point-cloud tasks (Table 2). Registered after Experiment exists: PointCloudExperiment (a gin

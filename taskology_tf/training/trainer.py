@@ -25,6 +25,7 @@ from absl import logging
 import tensorflow as tf
 import tf_keras as keras
 
+from taskology_tf import files
 from taskology_tf.inputs.pipelines import MixingSchedule
 from taskology_tf.tasks.base import Task
 from taskology_tf.tasks.base import to_float_image
@@ -625,7 +626,4 @@ def evaluate_models(
 
 
 def _write_json_atomic(path, obj):
-  tmp = f'{path}.tmp-{os.getpid()}'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  files.write_json_atomic(path, obj, sort_keys=True)

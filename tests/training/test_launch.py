@@ -1,59 +1,47 @@
 """tools/launch.py: model server + one trainer per task on loopback, end to end."""
 
-import json
 import os
-import subprocess
-import sys
 
 from google.protobuf import text_format
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
 from taskology_tf.training import distributed
-from tests.conftest import REPO_ROOT
+from tests.training import launch_helpers
 
 GIN_FILE = 'gin/experiments/synthetic/depth_normals_sim2real.gin'
 
 
-def _launch(run_dir, data_dir, extra=()):
-  cmd = [
-      sys.executable,
-      os.path.join(REPO_ROOT, 'tools', 'launch.py'),
-      f'--run_dir={run_dir}',
-      f'--gin_file={GIN_FILE}',
-      '--gin_file=gin/tests/tiny.gin',
-      '--poll_seconds=0.2',
-      f"--gin_bindings=synthetic_world_clips.data_dir='{data_dir}'",
-      '--gin_bindings=NUM_STEPS=4',
-      '--gin_bindings=DistributedConfig.export_every=2',
-      *extra,
-  ]
-  return subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=REPO_ROOT)
+def _launch(run_dir, data_dir, extra=(), check=True):
+  return launch_helpers.launch(
+      run_dir,
+      [GIN_FILE, 'gin/tests/tiny.gin'],
+      bindings=[
+          f"synthetic_world_clips.data_dir='{data_dir}'",
+          'NUM_STEPS=4',
+          'DistributedConfig.export_every=2',
+      ],
+      flags=extra,
+      timeout=400,
+      check=check,
+  )
 
 
 @pytest.mark.timeout(450)
 def test_launch_runs_server_and_one_trainer_per_task(tiny_world, tmp_path):
   run_dir = str(tmp_path / 'run')
   result = _launch(run_dir, tiny_world)
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert 'TensorBoard: tensorboard --logdir=' in result.stdout
-  config = text_format.Parse(
-      open(os.path.join(run_dir, 'models.config')).read(),
-      model_server_config_pb2.ModelServerConfig(),
-  )
-  assert sorted(c.name for c in config.model_config_list.config) == ['depth', 'normals']
+  config = launch_helpers.served_config(run_dir)
+  assert launch_helpers.served_models(run_dir) == ['depth', 'normals']
   # Trainers take their peers' latest snapshot, so only the newest version is kept loaded.
   assert [c.model_version_policy.latest.num_versions for c in config.model_config_list.config] == [
       1,
       1,
   ]
   for task in ('depth', 'normals'):
-    with open(os.path.join(run_dir, task, 'eval_results.json')) as f:
-      assert task in json.load(f)['metrics']
-    versions = sorted(
-        int(v) for v in os.listdir(os.path.join(run_dir, 'snapshots', task)) if v.isdigit()
-    )
-    assert versions[-1] == 4
+    assert task in launch_helpers.eval_metrics(run_dir, task)
+    assert launch_helpers.snapshot_versions(run_dir, task)[-1] == 4
     assert os.path.exists(os.path.join(run_dir, 'logs', f'trainer_{task}.log'))
   # Each trainer logged how stale its peer was: TensorBoard scalars exist for staleness.
   log = open(os.path.join(run_dir, 'logs', 'trainer_depth.log')).read()
@@ -64,7 +52,10 @@ def test_launch_runs_server_and_one_trainer_per_task(tiny_world, tmp_path):
 def test_launch_fails_when_a_trainer_fails(tiny_world, tmp_path):
   # A trainer that cannot even start (its data does not exist) makes the launcher exit non-zero.
   result = _launch(
-      str(tmp_path / 'bad2'), str(tmp_path / 'no_data'), extra=['--tasks=depth', '--tasks=normals']
+      str(tmp_path / 'bad2'),
+      str(tmp_path / 'no_data'),
+      extra=['--tasks=depth', '--tasks=normals'],
+      check=False,
   )
   assert result.returncode != 0
   assert 'trainer depth failed' in result.stdout or 'trainer normals failed' in result.stdout

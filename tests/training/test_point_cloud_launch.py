@@ -2,19 +2,12 @@
 build of generated Frames, with the full-scale Waymo Table 2 file under tiny overrides: 2 steps
 each, loopback, every wait bounded."""
 
-import json
-import os
-import subprocess
-import sys
-
-from google.protobuf import text_format
 import pytest
 import tensorflow_datasets as tfds
-from tensorflow_serving.config import model_server_config_pb2
 
 from taskology_tf.datasets.waymo import builder as waymo
 from taskology_tf.datasets.waymo import generated
-from tests.conftest import REPO_ROOT
+from tests.training import launch_helpers
 
 GIN_FILE = 'gin/experiments/waymo/table2_labels5_consistency.gin'
 # Segments of 8 frames at 10 Hz, sequences of 3 frames 0.2 s apart: 4 per segment.
@@ -29,44 +22,23 @@ def test_detector_and_box_flow_train_as_two_trainers_against_the_server(tmp_path
       download_config=tfds.download.DownloadConfig(manual_dir=raw)
   )
   run_dir = str(tmp_path / 'run')
-  cmd = [
-      sys.executable,
-      os.path.join(REPO_ROOT, 'tools', 'launch.py'),
-      f'--run_dir={run_dir}',
-      f'--gin_file={GIN_FILE}',
-      '--gin_file=gin/tests/tiny.gin',
-      '--gin_file=gin/tests/tiny_point_clouds.gin',
-      '--poll_seconds=0.2',
-      '--server_start_timeout=120',
-      f"--gin_bindings=WAYMO_DATA_DIR='{data_dir}'",
-      '--gin_bindings=waymo_point_cloud_clips.time_step = 0.2',
-      '--gin_bindings=waymo_point_cloud_clips.max_boxes = 4',
-      '--gin_bindings=NUM_STEPS = 2',
-      '--gin_bindings=DistributedConfig.export_every = 1',
-      '--gin_bindings=DistributedConfig.peer_timeout_seconds = 30',
-  ]
-  result = subprocess.run(cmd, capture_output=True, text=True, timeout=800, cwd=REPO_ROOT)
-  logs = ''
-  for name in sorted(os.listdir(os.path.join(run_dir, 'logs'))):
-    logs += f'--- {name}\n' + open(os.path.join(run_dir, 'logs', name)).read()[-2500:]
-  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:] + logs
-  config = text_format.Parse(
-      open(os.path.join(run_dir, 'models.config')).read(),
-      model_server_config_pb2.ModelServerConfig(),
+  launch_helpers.launch(
+      run_dir,
+      [GIN_FILE, 'gin/tests/tiny.gin', 'gin/tests/tiny_point_clouds.gin'],
+      bindings=[
+          f"WAYMO_DATA_DIR='{data_dir}'",
+          'waymo_point_cloud_clips.time_step = 0.2',
+          'waymo_point_cloud_clips.max_boxes = 4',
+          'NUM_STEPS = 2',
+          'DistributedConfig.export_every = 1',
+          'DistributedConfig.peer_timeout_seconds = 30',
+      ],
+      flags=['--server_start_timeout=120'],
   )
-  assert sorted(c.name for c in config.model_config_list.config) == ['box_flow', 'detection3d']
+  assert launch_helpers.served_models(run_dir) == ['box_flow', 'detection3d']
   for task in ('detection3d', 'box_flow'):
-    with open(os.path.join(run_dir, task, 'eval_results.json')) as f:
-      results = json.load(f)
-    assert task in results['metrics']
-    versions = sorted(
-        int(v) for v in os.listdir(os.path.join(run_dir, 'snapshots', task)) if v.isdigit()
-    )
-    assert versions[-1] == 2, versions
-  assert (
-      0.0
-      <= json.load(open(os.path.join(run_dir, 'detection3d', 'eval_results.json')))['metrics'][
-          'detection3d'
-      ]['3d_LEVEL_1_AP']
-      <= 1.0
-  )
+    assert task in launch_helpers.eval_metrics(run_dir, task)
+    versions = launch_helpers.snapshot_versions(run_dir, task)
+    assert versions[-1] == 2, (task, versions)
+  ap = launch_helpers.eval_metrics(run_dir, 'detection3d')['detection3d']['3d_LEVEL_1_AP']
+  assert 0.0 <= ap <= 1.0, ap
