@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from taskology_tf.networks import dfv_depth
 from taskology_tf.networks import dfv_motion
@@ -206,7 +207,7 @@ def test_motion_scales_start_at_0_01_and_are_floored(motion_net):
 def test_scale_inits_multiply_the_outputs_linearly_and_bad_inits_name_the_flag():
   # Same weights, translation scale 0.01 -> 0.5: translation and the residual field scale by
   # 0.5 / 0.01 = 50 exactly (outputs are raw * scale); rotation angles (scale kept) unchanged.
-  tf.keras.utils.set_random_seed(4)
+  tf_keras.utils.set_random_seed(4)
   base = dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25)
   big = dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25, translation_scale_init=0.5)
   assert float(dfv_motion.scales(big).translation_scale) == pytest.approx(0.5)
