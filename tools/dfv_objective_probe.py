@@ -77,7 +77,6 @@ def main(argv):
   from taskology_tf.consistency import dfv
   from taskology_tf.datasets.loader import load_synthetic_world
   from taskology_tf.datasets.synthetic_world import scene
-  from taskology_tf.geometry import transforms
   from taskology_tf.metrics.depth import DepthMetrics
 
   loss_variants = _parse_variants(FLAGS.loss_variants)
@@ -169,36 +168,16 @@ def main(argv):
     num_clips = depth.shape[0]
     pairs = depth.shape[1] - 1
     intrinsics = base.repeat_per_frame(tf.convert_to_tensor(batch['intrinsics']), pairs)
-    fwd_field, bwd_field = relation._fields(motion, None)
-    fwd_rot = transforms.axis_angle_to_matrix(base.fold_time(motion['rotation']))
-    bwd_rot = transforms.axis_angle_to_matrix(base.fold_time(motion['rotation_backward']))
-    fold = base.fold_time
-    directions = (
-        (
-            fold(depth[:, :-1]),
-            fold(batch['image'][:, :-1]),
-            fold(keep[:, :-1]),
-            fwd_rot,
-            fwd_field,
-            fold(depth[:, 1:]),
-            fold(batch['image'][:, 1:]),
-        ),
-        (
-            fold(depth[:, 1:]),
-            fold(batch['image'][:, 1:]),
-            fold(keep[:, 1:]),
-            bwd_rot,
-            bwd_field,
-            fold(depth[:, :-1]),
-            fold(batch['image'][:, :-1]),
-        ),
-    )
+    directions = relation.pair_directions(depth, motion, batch['image'], intrinsics)
     total = np.zeros([num_clips])
     terms = {}
-    for depth1, rgb1, keep1, rot, field, depth2, rgb2 in directions:
-      pixels, moved, valid = dfv.transform_depth_map(depth1, rot, field, intrinsics)
+    for d in directions:
+      pixels, moved, valid = dfv.transform_depth_map(
+          d['depth1'], d['rotation1'], d['field1'], intrinsics
+      )
+      keep1 = base.fold_time(keep[:, d['frames1']])
       per_image = per_image_terms(
-          pixels, moved, valid * keep1, rgb1, depth2, rgb2, floor=floor, tolerance=tolerance
+          pixels, moved, valid * keep1, d['rgb1'], d['depth2'], d['rgb2'], floor, tolerance
       )
       for k, v in per_image.items():
         # Per clip: the sum over its pairs (the relation's batch mean times the pairs).

@@ -659,6 +659,57 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       return _fold_pairs(motion['intrinsics'])
     return base.repeat_per_frame(tf.convert_to_tensor(batch['intrinsics'], tf.float32), num_pairs)
 
+  def pair_directions(self, depth, motion, image, intrinsics, masks=None):
+    """The two warp directions of every consecutive pair, folded over (clip, pair).
+
+    Args:
+      depth: [B, T, H, W, 1] metres.
+      motion: the DfV motion task's outputs ([B, T-1, ...]; module docstring).
+      image: [B, T, H, W, 3].
+      intrinsics: [B * (T-1), 3, 3], one per folded pair.
+      masks: [B, T, H, W, 1] movable masks (already dilated) or None.
+
+    Returns:
+      Two dicts, forward (frame t -> t+1 with the forward motion) then backward (t+1 -> t), each
+      with 'depth1', 'rgb1', 'rotation1' (matrices), 'field1' (per-pixel translation), 'depth2',
+      'rgb2', 'rotation2', 'field2' (the opposite direction's motion, for the cycle terms),
+      'intrinsics', and 'frames1' / 'frames2': the slices of the time axis the folded frame-1 and
+      frame-2 tensors come from, so a caller can fold its own per-frame tensors alike.
+    """
+    fwd_field, bwd_field = self._fields(motion, masks)
+    fwd_rotation = transforms.axis_angle_to_matrix(_fold_pairs(motion['rotation']))
+    bwd_rotation = transforms.axis_angle_to_matrix(_fold_pairs(motion['rotation_backward']))
+    earlier, later = slice(None, -1), slice(1, None)
+    depth_t, depth_next = _fold_pairs(depth[:, earlier]), _fold_pairs(depth[:, later])
+    rgb_t, rgb_next = _fold_pairs(image[:, earlier]), _fold_pairs(image[:, later])
+    forward = dict(
+        depth1=depth_t,
+        rgb1=rgb_t,
+        rotation1=fwd_rotation,
+        field1=fwd_field,
+        depth2=depth_next,
+        rgb2=rgb_next,
+        rotation2=bwd_rotation,
+        field2=bwd_field,
+        frames1=earlier,
+        frames2=later,
+    )
+    backward = dict(
+        depth1=depth_next,
+        rgb1=rgb_next,
+        rotation1=bwd_rotation,
+        field1=bwd_field,
+        depth2=depth_t,
+        rgb2=rgb_t,
+        rotation2=fwd_rotation,
+        field2=fwd_field,
+        frames1=later,
+        frames2=earlier,
+    )
+    for direction in (forward, backward):
+      direction['intrinsics'] = intrinsics
+    return forward, backward
+
   def __call__(self, predictions, batch):
     """See `base.Relation.__call__`. Metrics: each unweighted term summed over pairs and
     directions, and 'closer_fraction' (mean fraction of pixels counted)."""
@@ -667,32 +718,31 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
     image = tf.convert_to_tensor(batch['image'], tf.float32)
     num_pairs = depth.shape[1] - 1 if depth.shape[1] is not None else tf.shape(depth)[1] - 1
     intrinsics = self._intrinsics(motion, batch, num_pairs)
-    fwd_field, bwd_field = self._fields(motion, self._frame_masks(predictions, batch))
-    fwd_rotation = transforms.axis_angle_to_matrix(_fold_pairs(motion['rotation']))
-    bwd_rotation = transforms.axis_angle_to_matrix(_fold_pairs(motion['rotation_backward']))
-    depth_t, depth_next = _fold_pairs(depth[:, :-1]), _fold_pairs(depth[:, 1:])
-    rgb_t, rgb_next = _fold_pairs(image[:, :-1]), _fold_pairs(image[:, 1:])
-
-    directions = (
-        (depth_t, rgb_t, fwd_rotation, fwd_field, depth_next, rgb_next, bwd_rotation, bwd_field),
-        (depth_next, rgb_next, bwd_rotation, bwd_field, depth_t, rgb_t, fwd_rotation, fwd_field),
+    directions = self.pair_directions(
+        depth, motion, image, intrinsics, self._frame_masks(predictions, batch)
     )
     sums = {k: tf.constant(0.0) for k in self.weights}
     closer_fraction = tf.constant(0.0)
-    for depth1, rgb1, rot1, field1, depth2, rgb2, rot2, field2 in directions:
-      pixels, moved_depth, valid = transform_depth_map(depth1, rot1, field1, intrinsics)
+    for d in directions:
+      pixels, moved_depth, valid = transform_depth_map(
+          d['depth1'], d['rotation1'], d['field1'], intrinsics
+      )
       terms = rgbd_consistency_loss(
           pixels,
           moved_depth,
           valid,
-          rgb1,
-          depth2,
-          rgb2,
+          d['rgb1'],
+          d['depth2'],
+          d['rgb2'],
           counted_pixel_floor=self.counted_pixel_floor,
           occlusion_tolerance=self.occlusion_tolerance,
       )
       closer = terms['frame1_closer_to_camera']
-      terms.update(motion_field_consistency_loss(pixels, closer, rot1, field1, rot2, field2))
+      terms.update(
+          motion_field_consistency_loss(
+              pixels, closer, d['rotation1'], d['field1'], d['rotation2'], d['field2']
+          )
+      )
       for k in sums:
         sums[k] += terms[k]
       closer_fraction += 0.5 * tf.reduce_mean(closer)

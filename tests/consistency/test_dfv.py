@@ -459,3 +459,34 @@ def test_relation_with_ground_truth_motion_equals_it_given_as_predictions():
     oracle({'depth': {'depth': depth}}, batch)
   with pytest.raises(ValueError, match='learned_intrinsics=True needs a motion_task'):
     dfv.DfvConsistency(motion_task=None, learned_intrinsics=True)
+
+
+def test_pair_directions_fold_frames_and_swap_the_motion_between_directions():
+  # Depth t+1 for frame t, so each folded tensor says which frames it came from: clip b, pair p
+  # is folded row b * (T - 1) + p; forward's frame 1 is frame p (depth p + 1), frame 2 is p + 1.
+  motion, _, batch = _clip_inputs()
+  depth = tf.constant(
+      np.tile(np.arange(1, T + 1, dtype=np.float32)[None, :, None, None, None], (B, 1, H, W, 1))
+  )
+  relation = dfv.DfvConsistency()
+  k = tf.tile(_k(1), [B * (T - 1), 1, 1])
+  forward, backward = relation.pair_directions(depth, motion, batch['image'], k)
+  pairs = np.tile(np.arange(T - 1, dtype=np.float32), B)  # p of each folded row
+  np.testing.assert_array_equal(forward['depth1'].numpy()[:, 0, 0, 0], pairs + 1)
+  np.testing.assert_array_equal(forward['depth2'].numpy()[:, 0, 0, 0], pairs + 2)
+  np.testing.assert_array_equal(backward['depth1'].numpy()[:, 0, 0, 0], pairs + 2)
+  np.testing.assert_array_equal(backward['depth2'].numpy()[:, 0, 0, 0], pairs + 1)
+  assert (forward['frames1'], forward['frames2']) == (slice(None, -1), slice(1, None))
+  assert (backward['frames1'], backward['frames2']) == (slice(1, None), slice(None, -1))
+  # Each direction carries the other's motion for the cycle terms: with no mask the field is
+  # the background translation everywhere, +0.4 m x forward and -0.4 m backward.
+  np.testing.assert_allclose(forward['field1'].numpy()[..., 0], 0.4, atol=1e-7)
+  np.testing.assert_allclose(backward['field1'].numpy()[..., 0], -0.4, atol=1e-7)
+  np.testing.assert_array_equal(forward['field2'].numpy(), backward['field1'].numpy())
+  np.testing.assert_array_equal(forward['rotation1'].numpy(), backward['rotation2'].numpy())
+  np.testing.assert_allclose(forward['rotation1'].numpy(), np.tile(np.eye(3), (B * (T - 1), 1, 1)))
+  # The relation's loss is built from exactly these directions: the consistent clip of
+  # _clip_inputs has zero RGB error through them.
+  _, clip_depth, _ = _clip_inputs()
+  _, metrics = relation({'depth': {'depth': clip_depth}, 'motion': motion}, batch)
+  assert float(metrics['rgb_error']) == pytest.approx(0.0, abs=1e-5)
