@@ -22,7 +22,9 @@ def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translati
   Returns:
     {name: [N] or [M] array}: rotation_error_deg, rotation_deg (the ground truth's angle),
     cycle_rotation_error_deg, and over the M pairs with |t_gt| >= MIN_TRANSLATION:
-    translation_direction_error_deg and translation_scale_ratio.
+    translation_direction_error_deg, translation_scale_ratio, and the unit translation
+    directions [M, 3] 'predicted_direction' and 'true_direction' (camera axes: x right, y down,
+    z forward), which tell where a wrong direction points.
   """
   rel = np.einsum('nji,njk->nik', pred_rotation, gt_rotation)  # R_pred^T R_gt
   cycle = np.einsum('nij,njk->nik', back_rotation, pred_rotation)
@@ -36,6 +38,9 @@ def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translati
       'cycle_rotation_error_deg': rotation_angle_deg(cycle),
       'translation_direction_error_deg': np.degrees(np.arccos(np.clip(cos[moving], -1, 1))),
       'translation_scale_ratio': pred_norm[moving] / gt_norm[moving],
+      'predicted_direction': pred_translation[moving]
+      / np.maximum(pred_norm[moving], 1e-12)[:, None],
+      'true_direction': gt_translation[moving] / gt_norm[moving][:, None],
   }
 
 
@@ -54,6 +59,10 @@ def summarise(errors):
   out['translation_scale_ratio_median'] = float(np.median(ratio)) if ratio.size else float('nan')
   positive = ratio[ratio > 0]
   out['translation_scale_log_std'] = float(np.std(np.log(positive))) if positive.size else 0.0
+  # Mean unit directions (x, y, z): a mean of unit vectors, so its norm < 1 measures the spread.
+  for key in ('predicted_direction', 'true_direction'):
+    values = errors[key]
+    out[f'mean_{key}'] = [float(v) for v in np.mean(values, 0)] if len(values) else []
   return out
 
 
@@ -67,6 +76,12 @@ def markdown(summary):
       ('norm(t_pred) / norm(t_gt), median', summary['translation_scale_ratio_median']),
       ('std of log(norm(t_pred) / norm(t_gt)) over pairs', summary['translation_scale_log_std']),
   ]
+  for key, name in (
+      ('mean_predicted_direction', 'mean predicted t / norm(t) (x right, y down, z forward)'),
+      ('mean_true_direction', 'mean true t / norm(t)'),
+  ):
+    if summary.get(key):
+      rows.append((name, '(' + ', '.join(f'{v:.3f}' for v in summary[key]) + ')'))
   lines = ['| quantity | value |', '|---|---|']
   for name, value in rows:
     lines.append(
