@@ -54,6 +54,15 @@ def summarise(errors):
       'translation_direction_error_deg',
   ):
     out[key] = float(np.mean(errors[key])) if errors[key].size else float('nan')
+  # A mean direction error can hide a few pairs pointing the wrong way: the median and the
+  # fraction of pairs off by more than 30 deg tell them apart.
+  direction = errors['translation_direction_error_deg']
+  out['translation_direction_error_deg_median'] = (
+      float(np.median(direction)) if direction.size else float('nan')
+  )
+  out['translation_direction_off_30deg'] = (
+      float(np.mean(direction > 30.0)) if direction.size else float('nan')
+  )
   ratio = errors['translation_scale_ratio']
   out['translation_pairs'] = int(ratio.size)
   out['translation_scale_ratio_median'] = float(np.median(ratio)) if ratio.size else float('nan')
@@ -73,6 +82,14 @@ def markdown(summary):
       ("ground-truth rotation (deg; = a zero rotation's error)", summary['rotation_deg']),
       ('forward-backward rotation cycle (deg)', summary['cycle_rotation_error_deg']),
       ('translation direction error (deg)', summary['translation_direction_error_deg']),
+      (
+          'translation direction error, median (deg)',
+          summary.get('translation_direction_error_deg_median', float('nan')),
+      ),
+      (
+          'fraction of pairs with direction error > 30 deg',
+          summary.get('translation_direction_off_30deg', float('nan')),
+      ),
       ('norm(t_pred) / norm(t_gt), median', summary['translation_scale_ratio_median']),
       ('std of log(norm(t_pred) / norm(t_gt)) over pairs', summary['translation_scale_log_std']),
   ]

@@ -41,6 +41,8 @@ def test_compare_egomotion_goldens():
   assert summary['rotation_error_deg'] == pytest.approx(5.0, abs=1e-4)
   assert summary['translation_scale_log_std'] == 0.0  # One pair: no spread.
   assert '| translation direction error (deg) | 45 |' in dfv_motion_probe.markdown(summary)
+  assert summary['translation_direction_error_deg_median'] == pytest.approx(45.0, abs=1e-4)
+  assert summary['translation_direction_off_30deg'] == 1.0  # 45 > 30
   # Unit directions of the one moving pair: predicted (1, 0, 0), true (1, 1, 0) / sqrt(2).
   np.testing.assert_allclose(summary['mean_predicted_direction'], [1, 0, 0], atol=1e-7)
   np.testing.assert_allclose(summary['mean_true_direction'], [0.7071068, 0.7071068, 0], atol=1e-6)
