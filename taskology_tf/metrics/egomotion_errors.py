@@ -41,6 +41,7 @@ def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translati
       'predicted_direction': pred_translation[moving]
       / np.maximum(pred_norm[moving], 1e-12)[:, None],
       'true_direction': gt_translation[moving] / gt_norm[moving][:, None],
+      'true_translation_norm': gt_norm[moving],
   }
 
 
@@ -68,6 +69,23 @@ def summarise(errors):
   out['translation_scale_ratio_median'] = float(np.median(ratio)) if ratio.size else float('nan')
   positive = ratio[ratio > 0]
   out['translation_scale_log_std'] = float(np.std(np.log(positive))) if positive.size else 0.0
+  # Direction errors by how far the camera moved: the moving pairs split into terciles of the
+  # true |t| (a slow pair has less parallax, so its direction is harder).
+  norms = errors.get('true_translation_norm', np.zeros([0]))
+  out['direction_error_by_true_speed'] = []
+  if norms.size >= 3:
+    edges = np.quantile(norms, [0.0, 1 / 3, 2 / 3, 1.0])
+    bins = np.clip(np.searchsorted(edges, norms, side='right') - 1, 0, 2)
+    for b in range(3):
+      sel = direction[bins == b]
+      out['direction_error_by_true_speed'].append(
+          {
+              'true_translation_m': [float(edges[b]), float(edges[b + 1])],
+              'pairs': int(sel.size),
+              'median_deg': float(np.median(sel)) if sel.size else float('nan'),
+              'off_30deg': float(np.mean(sel > 30.0)) if sel.size else float('nan'),
+          }
+      )
   # Mean unit directions (x, y, z): a mean of unit vectors, so its norm < 1 measures the spread.
   for key in ('predicted_direction', 'true_direction'):
     values = errors[key]
@@ -99,6 +117,14 @@ def markdown(summary):
   ):
     if summary.get(key):
       rows.append((name, '(' + ', '.join(f'{v:.3f}' for v in summary[key]) + ')'))
+  for tercile in summary.get('direction_error_by_true_speed', []):
+    low, high = tercile['true_translation_m']
+    rows.append(
+        (
+            f'direction error for true norm(t) in [{low:.2f}, {high:.2f}] m: median (deg), > 30 deg',
+            f"{tercile['median_deg']:.3g}, {tercile['off_30deg']:.3g} ({tercile['pairs']} pairs)",
+        )
+    )
   lines = ['| quantity | value |', '|---|---|']
   for name, value in rows:
     lines.append(

@@ -47,6 +47,30 @@ def test_compare_egomotion_goldens():
   np.testing.assert_allclose(summary['mean_predicted_direction'], [1, 0, 0], atol=1e-7)
   np.testing.assert_allclose(summary['mean_true_direction'], [0.7071068, 0.7071068, 0], atol=1e-6)
   assert '| mean true t / norm(t) | (0.707, 0.707, 0.000) |' in dfv_motion_probe.markdown(summary)
+  assert summary['direction_error_by_true_speed'] == []  # one moving pair: no terciles
+
+
+def test_direction_error_terciles_by_true_speed():
+  from taskology_tf.metrics import egomotion_errors  # pylint: disable=g-import-not-at-top
+
+  # Six forward pairs, |t_gt| = 0.1 ... 0.6 m; the two slowest predicted 90 deg off (x instead
+  # of z), the others exact. Terciles of |t|: [0.1, 0.2], (0.2, 0.4], (0.4, 0.6] with 2 pairs
+  # each (edges at the 1/3 and 2/3 quantiles, 0.2667 and 0.4333): medians 90, 0, 0 deg and
+  # fractions off by > 30 deg 1, 0, 0.
+  norms = np.arange(1, 7) * 0.1
+  gt_t = np.stack([np.zeros(6), np.zeros(6), norms], -1)
+  pred_t = gt_t.copy()
+  pred_t[:2] = [[0.1, 0, 0], [0.2, 0, 0]]
+  eye = np.tile(np.eye(3), (6, 1, 1))
+  summary = egomotion_errors.summarise(
+      egomotion_errors.compare_egomotion(eye, pred_t, eye, gt_t, eye)
+  )
+  terciles = summary['direction_error_by_true_speed']
+  assert [t['pairs'] for t in terciles] == [2, 2, 2]
+  np.testing.assert_allclose([t['median_deg'] for t in terciles], [90, 0, 0], atol=1e-4)
+  assert [t['off_30deg'] for t in terciles] == [1.0, 0.0, 0.0]
+  np.testing.assert_allclose(terciles[0]['true_translation_m'], [0.1, 0.1 + 0.5 / 3], rtol=1e-6)
+  assert 'direction error for true norm(t) in [0.10, 0.27] m' in egomotion_errors.markdown(summary)
 
 
 GIN = 'gin/experiments/synthetic/dfv_depth_motion_counted.gin'
