@@ -19,15 +19,6 @@ def _temporary(path: str) -> str:
   return f'{path}.tmp-{os.getpid()}'
 
 
-def _replace(tmp: str, path: str) -> None:
-  try:
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-  except Exception:
-    if tf.io.gfile.exists(tmp):
-      tf.io.gfile.remove(tmp)
-    raise
-
-
 def write_bytes_atomic(path: str, data: bytes) -> str:
   """Writes `data` to `path` atomically (parent folders made as needed); returns `path`."""
   parent = os.path.dirname(path)
@@ -37,11 +28,11 @@ def write_bytes_atomic(path: str, data: bytes) -> str:
   try:
     with tf.io.gfile.GFile(tmp, 'wb') as f:
       f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
   except Exception:
     if tf.io.gfile.exists(tmp):
       tf.io.gfile.remove(tmp)
     raise
-  _replace(tmp, path)
   return path
 
 

@@ -104,12 +104,8 @@ def main(argv):
   print(json.dumps(summary, indent=2))
   print(markdown(summary))
   if FLAGS.output:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    for path, text in (
-        (FLAGS.output, json.dumps(summary, indent=2, sort_keys=True)),
-        (os.path.splitext(FLAGS.output)[0] + '.md', markdown(summary)),
-    ):
-      files.write_text_atomic(path, text)
+    files.write_json_atomic(FLAGS.output, summary, sort_keys=True)
+    files.write_text_atomic(os.path.splitext(FLAGS.output)[0] + '.md', markdown(summary))
   return 0
 
 

@@ -168,7 +168,7 @@ def main(argv):
     num_clips = depth.shape[0]
     pairs = depth.shape[1] - 1
     intrinsics = base.repeat_per_frame(tf.convert_to_tensor(batch['intrinsics']), pairs)
-    directions = relation.pair_directions(depth, motion, batch['image'], intrinsics)
+    directions = relation.pair_directions(depth, motion, batch['image'])
     total = np.zeros([num_clips])
     terms = {}
     for d in directions:

@@ -659,22 +659,22 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       return _fold_pairs(motion['intrinsics'])
     return base.repeat_per_frame(tf.convert_to_tensor(batch['intrinsics'], tf.float32), num_pairs)
 
-  def pair_directions(self, depth, motion, image, intrinsics, masks=None):
+  def pair_directions(self, depth, motion, image, masks=None):
     """The two warp directions of every consecutive pair, folded over (clip, pair).
 
     Args:
       depth: [B, T, H, W, 1] metres.
       motion: the DfV motion task's outputs ([B, T-1, ...]; module docstring).
       image: [B, T, H, W, 3].
-      intrinsics: [B * (T-1), 3, 3], one per folded pair.
       masks: [B, T, H, W, 1] movable masks (already dilated) or None.
 
     Returns:
       Two dicts, forward (frame t -> t+1 with the forward motion) then backward (t+1 -> t), each
       with 'depth1', 'rgb1', 'rotation1' (matrices), 'field1' (per-pixel translation), 'depth2',
-      'rgb2', 'rotation2', 'field2' (the opposite direction's motion, for the cycle terms),
-      'intrinsics', and 'frames1' / 'frames2': the slices of the time axis the folded frame-1 and
-      frame-2 tensors come from, so a caller can fold its own per-frame tensors alike.
+      'rgb2', 'rotation2', 'field2' (the opposite direction's motion, for the cycle terms), and
+      'frames1' / 'frames2': the slices of the time axis the folded frame-1 and frame-2 tensors
+      come from, so a caller can fold its own per-frame tensors alike. The backward dict is the
+      forward one with the roles of frames 1 and 2 exchanged.
     """
     fwd_field, bwd_field = self._fields(motion, masks)
     fwd_rotation = transforms.axis_angle_to_matrix(_fold_pairs(motion['rotation']))
@@ -687,27 +687,15 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
         rgb1=rgb_t,
         rotation1=fwd_rotation,
         field1=fwd_field,
+        frames1=earlier,
         depth2=depth_next,
         rgb2=rgb_next,
         rotation2=bwd_rotation,
         field2=bwd_field,
-        frames1=earlier,
         frames2=later,
     )
-    backward = dict(
-        depth1=depth_next,
-        rgb1=rgb_next,
-        rotation1=bwd_rotation,
-        field1=bwd_field,
-        depth2=depth_t,
-        rgb2=rgb_t,
-        rotation2=fwd_rotation,
-        field2=fwd_field,
-        frames1=later,
-        frames2=earlier,
-    )
-    for direction in (forward, backward):
-      direction['intrinsics'] = intrinsics
+    swap = {'1': '2', '2': '1'}
+    backward = {k[:-1] + swap[k[-1]]: v for k, v in forward.items()}
     return forward, backward
 
   def __call__(self, predictions, batch):
@@ -718,9 +706,7 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
     image = tf.convert_to_tensor(batch['image'], tf.float32)
     num_pairs = depth.shape[1] - 1 if depth.shape[1] is not None else tf.shape(depth)[1] - 1
     intrinsics = self._intrinsics(motion, batch, num_pairs)
-    directions = self.pair_directions(
-        depth, motion, image, intrinsics, self._frame_masks(predictions, batch)
-    )
+    directions = self.pair_directions(depth, motion, image, self._frame_masks(predictions, batch))
     sums = {k: tf.constant(0.0) for k in self.weights}
     closer_fraction = tf.constant(0.0)
     for d in directions:

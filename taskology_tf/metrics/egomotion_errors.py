@@ -71,7 +71,7 @@ def summarise(errors):
   out['translation_scale_log_std'] = float(np.std(np.log(positive))) if positive.size else 0.0
   # Direction errors by how far the camera moved: the moving pairs split into terciles of the
   # true |t| (a slow pair has less parallax, so its direction is harder).
-  norms = errors.get('true_translation_norm', np.zeros([0]))
+  norms = errors['true_translation_norm']
   out['direction_error_by_true_speed'] = []
   if norms.size >= 3:
     edges = np.quantile(norms, [0.0, 1 / 3, 2 / 3, 1.0])
@@ -102,11 +102,11 @@ def markdown(summary):
       ('translation direction error (deg)', summary['translation_direction_error_deg']),
       (
           'translation direction error, median (deg)',
-          summary.get('translation_direction_error_deg_median', float('nan')),
+          summary['translation_direction_error_deg_median'],
       ),
       (
           'fraction of pairs with direction error > 30 deg',
-          summary.get('translation_direction_off_30deg', float('nan')),
+          summary['translation_direction_off_30deg'],
       ),
       ('norm(t_pred) / norm(t_gt), median', summary['translation_scale_ratio_median']),
       ('std of log(norm(t_pred) / norm(t_gt)) over pairs', summary['translation_scale_log_std']),
@@ -115,9 +115,9 @@ def markdown(summary):
       ('mean_predicted_direction', 'mean predicted t / norm(t) (x right, y down, z forward)'),
       ('mean_true_direction', 'mean true t / norm(t)'),
   ):
-    if summary.get(key):
+    if summary[key]:
       rows.append((name, '(' + ', '.join(f'{v:.3f}' for v in summary[key]) + ')'))
-  for tercile in summary.get('direction_error_by_true_speed', []):
+  for tercile in summary['direction_error_by_true_speed']:
     low, high = tercile['true_translation_m']
     rows.append(
         (

@@ -251,17 +251,15 @@ class MTLTrainer:
           'eval step %d %s: %s', step, name, ', '.join(f'{k}={v:.4f}' for k, v in metrics.items())
       )
     if results:
-      write_json_atomic(
-          os.path.join(self.run_dir, 'eval_results.json'), {'step': step, 'metrics': results}
+      files.write_json_atomic(
+          os.path.join(self.run_dir, 'eval_results.json'),
+          {'step': step, 'metrics': results},
+          sort_keys=True,
       )
       with tf.io.gfile.GFile(os.path.join(self.run_dir, 'eval_history.jsonl'), 'a') as f:
         f.write(json.dumps({'step': step, 'metrics': results}, sort_keys=True) + '\n')
     self.eval_writer.flush()
     return results
-
-
-def write_json_atomic(path: str, obj) -> None:
-  files.write_json_atomic(path, obj, sort_keys=True)
 
 
 class MTLExperiment:

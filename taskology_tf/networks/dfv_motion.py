@@ -187,8 +187,8 @@ def build_dfv_motion_net(
     rotation_scale_init, translation_scale_init: initial values of the learnable output scales
       (0.01 both, as published; each must be >= SCALE_MINIMUM). With Adam each scale moves by
       about the learning rate per step, so from 0.01 a translation scale needs ~1 / lr steps to
-      reach a metre-sized output (10k steps at the published 1e-4): WORKSPACE.md, "Depth from
-      Videos in the Wild", on the synthetic recipe's larger translation init.
+      reach a metre-sized output (10k steps at the published 1e-4). Every gin file keeps 0.01;
+      README, "Why the motion network waits", measures larger translation inits.
     name: Keras model name.
 
   Returns:

@@ -463,7 +463,6 @@ def parse_gin(
 def write_operative_config(run_dir: str) -> str:
   """Writes the operative gin config (every value actually used) to <run_dir>/operative_config.gin."""
   path = os.path.join(run_dir, 'operative_config.gin')
-  tf.io.gfile.makedirs(run_dir)
   return files.write_text_atomic(path, gin.operative_config_str())
 
 

@@ -599,7 +599,7 @@ class Trainer:
       )
     if results:
       path = os.path.join(self.run_dir, 'eval_results.json')
-      _write_json_atomic(path, {'step': step, 'metrics': results})
+      files.write_json_atomic(path, {'step': step, 'metrics': results}, sort_keys=True)
       # The whole curve, for plots (e.g. Fig. 5's error against step); one JSON line per eval.
       with tf.io.gfile.GFile(os.path.join(self.run_dir, 'eval_history.jsonl'), 'a') as f:
         f.write(json.dumps({'step': step, 'metrics': results}, sort_keys=True) + '\n')
@@ -623,7 +623,3 @@ def evaluate_models(
       outputs = calls[name](tasks[name].dedicated_inputs(batch))
       evaluator.update(batch, outputs)
   return {n: {k: float(v) for k, v in e.result().items()} for n, e in evaluators.items()}
-
-
-def _write_json_atomic(path, obj):
-  files.write_json_atomic(path, obj, sort_keys=True)

@@ -469,8 +469,7 @@ def test_pair_directions_fold_frames_and_swap_the_motion_between_directions():
       np.tile(np.arange(1, T + 1, dtype=np.float32)[None, :, None, None, None], (B, 1, H, W, 1))
   )
   relation = dfv.DfvConsistency()
-  k = tf.tile(_k(1), [B * (T - 1), 1, 1])
-  forward, backward = relation.pair_directions(depth, motion, batch['image'], k)
+  forward, backward = relation.pair_directions(depth, motion, batch['image'])
   pairs = np.tile(np.arange(T - 1, dtype=np.float32), B)  # p of each folded row
   np.testing.assert_array_equal(forward['depth1'].numpy()[:, 0, 0, 0], pairs + 1)
   np.testing.assert_array_equal(forward['depth2'].numpy()[:, 0, 0, 0], pairs + 2)
