@@ -115,6 +115,12 @@ class Task(abc.ABC):
     del outputs
     return {}
 
+  def scalar_summaries(self, model: keras.Model) -> Dict[str, float]:
+    """Scalars of the network's state worth a TensorBoard curve (e.g. learnt output scales),
+    written by the trainer at its summary cadence as `<task>/<key>`."""
+    del model
+    return {}
+
 
 class FrameTask(Task):
   """A task that predicts one dense map per frame from that frame alone.

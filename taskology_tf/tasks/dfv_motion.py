@@ -32,6 +32,8 @@ class DfvMotionTask(EgomotionTask):
       shrinks it so smoke tests build in seconds).
     rotation_scale_init, translation_scale_init: initial learnable output scales (0.01 as
       published; networks/dfv_motion.build_dfv_motion_net).
+    scale_learning_rate_multiplier: the scales alone learn this many times faster (1 as
+      published; build_dfv_motion_net).
     name: task name.
   """
 
@@ -44,6 +46,7 @@ class DfvMotionTask(EgomotionTask):
       filters_scale: float = 1.0,
       rotation_scale_init: float = dfv_motion.SCALE_INIT,
       translation_scale_init: float = dfv_motion.SCALE_INIT,
+      scale_learning_rate_multiplier: float = 1.0,
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
@@ -52,6 +55,7 @@ class DfvMotionTask(EgomotionTask):
     self.filters_scale = filters_scale
     self.rotation_scale_init = rotation_scale_init
     self.translation_scale_init = translation_scale_init
+    self.scale_learning_rate_multiplier = scale_learning_rate_multiplier
 
   @property
   def output_spec(self):
@@ -78,8 +82,14 @@ class DfvMotionTask(EgomotionTask):
         filters_scale=self.filters_scale,
         rotation_scale_init=self.rotation_scale_init,
         translation_scale_init=self.translation_scale_init,
+        scale_learning_rate_multiplier=self.scale_learning_rate_multiplier,
         name=f'{self.name}_dfv_motion',
     )
+
+  def scalar_summaries(self, model):
+    """The learnt output scales as the network applies them (`scale/rotation`, ...)."""
+    rotation, translation = dfv_motion.scales(model).values()
+    return {'scale/rotation': float(rotation), 'scale/translation': float(translation)}
 
   def call(self, model, inputs, training=False):
     for key in ('image_a', 'image_b'):

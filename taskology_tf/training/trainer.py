@@ -562,6 +562,8 @@ class Trainer:
         lr = self.optimizers[name].learning_rate
         lr = lr(self.optimizers[name].iterations) if callable(lr) else lr
         self.writer.scalars(step, {f'learning_rate/{name}': float(tf.convert_to_tensor(lr))})
+        state = self.setups[name].task.scalar_summaries(self.models[name])
+        self.writer.scalars(step, {f'{name}/{k}': v for k, v in state.items()})
     for hook in self.hooks:
       hook(step, self)
     if step % self.loop.checkpoint_every == 0 and step < self.loop.num_steps:

@@ -226,6 +226,43 @@ def test_scale_inits_multiply_the_outputs_linearly_and_bad_inits_name_the_flag()
     dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25, translation_scale_init=0.0)
 
 
+def test_scale_learning_rate_multiplier_speeds_only_the_scales_by_k():
+  # Stored as value / k, used as k * variable: at init the outputs equal the plain network's.
+  # Adam's first update of a variable is lr * g / (|g| + eps) ~ lr in magnitude (m_hat = g,
+  # v_hat = g^2; eps 1e-12 here, negligible), so the stored translation variable moves by ~lr and the scale the outputs
+  # use by k * lr: with lr 1e-3 and k 10, 0.01 -> 0.02 against 0.011 at k 1.
+  tf_keras.utils.set_random_seed(4)
+  plain = dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25)
+  fast = dfv_motion.build_dfv_motion_net(
+      H, W, filters_scale=0.25, scale_learning_rate_multiplier=10.0
+  )
+  fast.set_weights(plain.get_weights())
+  for layer, value in ((dfv_motion.scales(fast), 0.001), (dfv_motion.scales(plain), 0.01)):
+    layer.rotation_scale.assign(value)
+    layer.translation_scale.assign(value)
+  a = tf.random.uniform([2, H, W, 3], seed=3)
+  b = tf.random.uniform([2, H, W, 3], seed=4)
+  for key, value in plain([a, b]).items():
+    np.testing.assert_allclose(fast([a, b])[key], value, rtol=1e-5, atol=1e-8)
+
+  def scale_step(model):
+    optimizer = tf_keras.optimizers.Adam(1e-3, epsilon=1e-12)
+    with tf.GradientTape() as tape:
+      # d(-sum |raw * s|) / ds = -sum |raw| < 0: the step grows the scale.
+      loss = -tf.reduce_sum(tf.abs(model([a, b])['translation']))
+    variables = model.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    return float(dfv_motion.scales(model).values()[1])
+
+  assert scale_step(plain) - 0.01 == pytest.approx(1e-3, rel=1e-3)
+  assert scale_step(fast) - 0.01 == pytest.approx(1e-2, rel=1e-3)
+  # The floor stays 0.001 in the outputs' units: the stored value is kept >= 0.001 / 10.
+  stored = dfv_motion.scales(fast).translation_scale
+  assert float(stored.constraint(tf.constant(-1.0))) == pytest.approx(1e-4)
+  with pytest.raises(ValueError, match='scale_learning_rate_multiplier must be > 0'):
+    dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25, scale_learning_rate_multiplier=0.0)
+
+
 def test_motion_net_eager_equals_xla(motion_net):
   a = tf.random.uniform([1, H, W, 3], seed=1)
   b = tf.random.uniform([1, H, W, 3], seed=2)

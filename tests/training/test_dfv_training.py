@@ -146,3 +146,37 @@ def test_noise_ramp_follows_the_trainer_step_inside_the_compiled_step(tmp_path):
   np.testing.assert_allclose(
       flipped_twice[0], dfv_depth.flip_min_depth(lambda x: model(x, training=False), image)
   )
+
+
+class _ReportingDepth(_ConstantKernelDepth):
+  """Reports its kernel's mean (0.5, kept by learning rate 0) as a state scalar."""
+
+  def scalar_summaries(self, model):
+    return {'kernel_mean': float(tf.reduce_mean(model.trainable_variables[0]))}
+
+
+def test_task_state_scalars_reach_tensorboard_at_the_summary_cadence(tmp_path):
+  # summary_every=1, 2 steps: the trainer writes `depth/kernel_mean` = 0.5 at steps 1 and 2.
+  trainer, _ = _trainer(_ReportingDepth(H, W), tmp_path, num_steps=2)
+  trainer.train()
+  trainer.writer.flush()
+  seen = {}
+  for path in tf.io.gfile.glob(str(tmp_path / 'train' / 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        if value.tag == 'depth/kernel_mean':
+          seen[event.step] = float(tf.make_ndarray(value.tensor))
+  assert seen == {1: pytest.approx(0.5), 2: pytest.approx(0.5)}
+
+
+def test_dfv_motion_reports_the_scales_its_outputs_use():
+  # Stored as init / k with k = 5, reported as k * stored = the inits.
+  task = DfvMotionTask(
+      H, W, filters_scale=0.25, translation_scale_init=0.2, scale_learning_rate_multiplier=5.0
+  )
+  model = task.build_network()
+  assert float(model.get_layer('scales').translation_scale) == pytest.approx(0.04)
+  assert task.scalar_summaries(model) == {
+      'scale/rotation': pytest.approx(0.01),
+      'scale/translation': pytest.approx(0.2),
+  }
