@@ -14,7 +14,12 @@ and compares the forward ego-motion with the ground truth `egomotion` (cam_{t+1}
   (std): a depth network learns the scale the translation implies, so a spread in this ratio is
   a spread of depth scale between clips, which per-image median scaling hides;
 - `cycle_rotation_error_deg`: the angle of R_backward R_forward (zero for motions that are each
-  other's inverse).
+  other's inverse);
+- `outliers`: what the pairs whose direction is off by more than 30 deg share, where the clips
+  carry the synthetic world's labels: the means over those pairs and over the others of frame
+  t's movable-pixel (car, pedestrian) and sky fractions, its median true depth, the mean true
+  object-motion magnitude over its movable pixels, and the pair's true |t| and rotation angle.
+  The per-pair rows go to `<output>_pairs.csv`.
 
 Results as JSON (and a markdown table) in --output, with the command that wrote them.
 
@@ -33,6 +38,8 @@ from absl import flags
 from taskology_tf import files
 from taskology_tf.metrics.egomotion_errors import compare_egomotion
 from taskology_tf.metrics.egomotion_errors import markdown
+from taskology_tf.metrics.egomotion_errors import outlier_markdown
+from taskology_tf.metrics.egomotion_errors import outlier_profile
 from taskology_tf.metrics.egomotion_errors import summarise
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
@@ -53,6 +60,7 @@ def main(argv):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+  from taskology_tf.datasets.synthetic_world import scene  # pylint: disable=g-import-not-at-top
   from taskology_tf.geometry import transforms  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
@@ -83,7 +91,12 @@ def main(argv):
   model, info = frozen.load_frozen_network(task, FLAGS.run_dir)
   predict = tf.function(lambda image: task.predict_mediator(model, {'image': image}))
   parts = {k: [] for k in ('pred_r', 'pred_t', 'gt_r', 'gt_t', 'back_r')}
+  labelled = all(k in clips.element_spec for k in ('semantics', 'depth', 'object_motion'))
+  attributes = {}
   for batch in clips:
+    if labelled:
+      for k, v in _pair_attributes(batch, scene, np).items():
+        attributes.setdefault(k, []).append(v)
     out = predict(batch['image'])
     parts['pred_r'].append(transforms.axis_angle_to_matrix(out['rotation']).numpy())
     parts['back_r'].append(transforms.axis_angle_to_matrix(out['rotation_backward']).numpy())
@@ -95,6 +108,14 @@ def main(argv):
       flat['pred_r'], flat['pred_t'], flat['gt_r'], flat['gt_t'], flat['back_r']
   )
   summary = summarise(errors)
+  rows = None
+  if labelled:
+    moving = errors['moving']
+    per_pair = {k: np.concatenate(v).reshape(-1)[moving] for k, v in attributes.items()}
+    per_pair['true_translation_m'] = errors['true_translation_norm']
+    per_pair['true_rotation_deg'] = errors['rotation_deg'][moving]
+    summary['outliers'] = outlier_profile(errors['translation_direction_error_deg'], per_pair)
+    rows = {'direction_error_deg': errors['translation_direction_error_deg'], **per_pair}
   summary.update(
       checkpoint=info['source'],
       step=info['step'],
@@ -102,11 +123,39 @@ def main(argv):
       command='python tools/dfv_motion_probe.py ' + shlex.join(sys.argv[1:]),
   )
   print(json.dumps(summary, indent=2))
-  print(markdown(summary))
+  text = markdown(summary)
+  if 'outliers' in summary:
+    text += '\n' + outlier_markdown(summary['outliers'])
+  print(text)
   if FLAGS.output:
+    stem = os.path.splitext(FLAGS.output)[0]
     files.write_json_atomic(FLAGS.output, summary, sort_keys=True)
-    files.write_text_atomic(os.path.splitext(FLAGS.output)[0] + '.md', markdown(summary))
+    files.write_text_atomic(stem + '.md', text)
+    if rows is not None:
+      names = list(rows)
+      lines = [','.join(names)] + [
+          ','.join(f'{rows[n][i]:.6g}' for n in names)
+          for i in range(len(rows['direction_error_deg']))
+      ]
+      files.write_text_atomic(stem + '_pairs.csv', '\n'.join(lines) + '\n')
   return 0
+
+
+def _pair_attributes(batch, scene, np):
+  """Per pair (t, t+1) of a batch of clips, properties of frame t: {name: [B, T-1]}."""
+  labels = batch['semantics'].numpy()[:, :-1]
+  if labels.ndim == 5:
+    labels = labels[..., 0]
+  movable = np.isin(labels, scene.MOVABLE_CLASSES)
+  depth = batch['depth'].numpy()[:, :-1, ..., 0]
+  speed = np.linalg.norm(batch['object_motion'].numpy(), axis=-1)
+  moving_pixels = np.maximum(movable.sum(axis=(2, 3)), 1)
+  return {
+      'movable_fraction': movable.mean(axis=(2, 3)),
+      'sky_fraction': (labels == scene.SKY).mean(axis=(2, 3)),
+      'median_depth_m': np.median(depth.reshape(depth.shape[:2] + (-1,)), axis=-1),
+      'object_motion_m': (speed * movable).sum(axis=(2, 3)) / moving_pixels,
+  }
 
 
 def run():

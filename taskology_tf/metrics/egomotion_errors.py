@@ -24,7 +24,8 @@ def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translati
     cycle_rotation_error_deg, and over the M pairs with |t_gt| >= MIN_TRANSLATION:
     translation_direction_error_deg, translation_scale_ratio, and the unit translation
     directions [M, 3] 'predicted_direction' and 'true_direction' (camera axes: x right, y down,
-    z forward), which tell where a wrong direction points.
+    z forward), which tell where a wrong direction points; and 'moving' [N] bool, which pairs
+    those M are (to line up per-pair attributes with them).
   """
   rel = np.einsum('nji,njk->nik', pred_rotation, gt_rotation)  # R_pred^T R_gt
   cycle = np.einsum('nij,njk->nik', back_rotation, pred_rotation)
@@ -42,7 +43,53 @@ def compare_egomotion(pred_rotation, pred_translation, gt_rotation, gt_translati
       / np.maximum(pred_norm[moving], 1e-12)[:, None],
       'true_direction': gt_translation[moving] / gt_norm[moving][:, None],
       'true_translation_norm': gt_norm[moving],
+      'moving': moving,
   }
+
+
+def outlier_profile(direction_error_deg, attributes, threshold_deg=30.0):
+  """What the pairs whose translation direction is off by more than `threshold_deg` share.
+
+  Args:
+    direction_error_deg: [M] per-pair direction errors (compare_egomotion).
+    attributes: {name: [M]} per-pair properties of the scene (e.g. the movable-pixel fraction).
+    threshold_deg: what counts as off.
+
+  Returns:
+    {name: {'off': mean over the pairs off, 'within': mean over the others, 'ratio': off /
+    within}} plus 'off_pairs' and 'within_pairs' (counts). Means of an empty group are NaN.
+  """
+  direction_error_deg = np.asarray(direction_error_deg)
+  off = direction_error_deg > threshold_deg
+  out = {'off_pairs': int(off.sum()), 'within_pairs': int((~off).sum())}
+  for name, values in attributes.items():
+    values = np.asarray(values, np.float64)
+    if values.shape != direction_error_deg.shape:
+      raise ValueError(
+          f'outlier_profile: attribute {name!r} has shape {values.shape}, expected '
+          f'{direction_error_deg.shape} (one value per moving pair)'
+      )
+    mean_off = float(values[off].mean()) if off.any() else float('nan')
+    mean_within = float(values[~off].mean()) if (~off).any() else float('nan')
+    out[name] = {
+        'off': mean_off,
+        'within': mean_within,
+        'ratio': mean_off / mean_within if mean_within else float('nan'),
+    }
+  return out
+
+
+def outlier_markdown(profile):
+  """outlier_profile as a markdown table."""
+  lines = [
+      f"| pair property | off > 30 deg ({profile['off_pairs']} pairs) | within "
+      f"({profile['within_pairs']} pairs) | ratio |",
+      '|---|---|---|---|',
+  ]
+  for name, row in profile.items():
+    if isinstance(row, dict):
+      lines.append(f"| {name} | {row['off']:.4g} | {row['within']:.4g} | {row['ratio']:.3g} |")
+  return '\n'.join(lines) + '\n'
 
 
 def summarise(errors):

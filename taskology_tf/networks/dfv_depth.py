@@ -128,6 +128,7 @@ def build_resnet18_unet(
     noise_max_stddev: float = 0.5,
     noise_rampup_steps: int = 10000,
     filters_scale: float = 1.0,
+    decoder_leaky_slope: float = 0.0,
     name: str = 'dfv_depth',
     where: str = 'build_resnet18_unet',
 ) -> keras.Model:
@@ -144,8 +145,8 @@ def build_resnet18_unet(
     head_name: its layer name ('disp1' for depth, as the reference).
     head_bias_initializer: its bias initialiser (zeros for depth, as the reference).
     output_fn: optional tensor -> tensor applied after the head (e.g. unit normalisation).
-    weight_reg, reflect_padding, noise_max_stddev, noise_rampup_steps, filters_scale, name:
-      see `build_dfv_depth_net`.
+    weight_reg, reflect_padding, noise_max_stddev, noise_rampup_steps, filters_scale,
+      decoder_leaky_slope, name: see `build_dfv_depth_net`.
     where: the public builder's name, for error messages.
 
   Returns:
@@ -154,6 +155,8 @@ def build_resnet18_unet(
   """
   if not (height and width) or height < 1 or width < 1:
     raise ValueError(f'{where}: height and width must be >= 1, got {height}x{width}')
+  if not 0.0 <= decoder_leaky_slope < 1.0:
+    raise ValueError(f'{where}: decoder_leaky_slope must be in [0, 1), got {decoder_leaky_slope}')
   encoder_filters = scaled_filters(ENCODER_FILTERS, filters_scale, where)
   decoder_filters = scaled_filters(DECODER_FILTERS, filters_scale, where)
   noise_step = tf.Variable(
@@ -192,26 +195,37 @@ def build_resnet18_unet(
   # Decoder: contrib conv2d(_transpose) defaults: Glorot-uniform kernels, zero biases, ReLU.
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
 
+  def activation(t, layer_name):
+    # ReLU as published (fused into the convolution); with a slope, a LeakyReLU layer after a
+    # linear convolution (same variables), so a unit driven negative still gets a gradient.
+    if not decoder_leaky_slope:
+      return t
+    return keras.layers.LeakyReLU(decoder_leaky_slope, name=f'{layer_name}__leaky')(t)
+
+  fused = None if decoder_leaky_slope else 'relu'
+
   def upconv(t, filters, level):
-    return keras.layers.Conv2DTranspose(
+    out = keras.layers.Conv2DTranspose(
         filters,
         3,
         strides=2,
         padding='same',
-        activation='relu',
+        activation=fused,
         kernel_regularizer=regularizer,
         name=f'upconv{level}',
     )(t)
+    return activation(out, f'upconv{level}')
 
   def iconv(t, filters, level):
-    return keras.layers.Conv2D(
+    out = keras.layers.Conv2D(
         filters,
         3,
         padding='valid',
-        activation='relu',
+        activation=fused,
         kernel_regularizer=regularizer,
         name=f'iconv{level}',
     )(t)
+    return activation(out, f'iconv{level}')
 
   x = bottleneck
   for level, skip in ((5, econv4), (4, econv3), (3, econv2), (2, econv1)):
@@ -248,6 +262,7 @@ def build_dfv_depth_net(
     noise_max_stddev: float = 0.5,
     noise_rampup_steps: int = 10000,
     filters_scale: float = 1.0,
+    decoder_leaky_slope: float = 0.0,
     name: str = 'dfv_depth',
 ) -> keras.Model:
   """Builds the ResNet-18 U-Net depth network.
@@ -263,6 +278,11 @@ def build_dfv_depth_net(
     noise_rampup_steps: steps of the parabolic noise ramp (10000).
     filters_scale: every layer's filter count times this (1.0 = as published; smaller for fast
       tests). An ImageNet checkpoint only fits 1.0.
+    decoder_leaky_slope: 0 (published): the decoder's convolutions end in ReLU. In [0, 1)
+      (ours): LeakyReLU with this negative slope instead. With ReLU, a self-supervised depth
+      network can reach a constant depth by silencing its last decoder layers (every unit
+      negative: softplus(bias) everywhere), from which no gradient brings them back; README,
+      "Why the depth waits", measures that plateau and this fix.
     name: Keras model name.
 
   Returns:
@@ -283,6 +303,7 @@ def build_dfv_depth_net(
       noise_max_stddev=noise_max_stddev,
       noise_rampup_steps=noise_rampup_steps,
       filters_scale=filters_scale,
+      decoder_leaky_slope=decoder_leaky_slope,
       name=name,
       where='build_dfv_depth_net',
   )

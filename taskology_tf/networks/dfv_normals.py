@@ -33,13 +33,15 @@ def build_dfv_normals_net(
     noise_max_stddev: float = 0.5,
     noise_rampup_steps: int = 10000,
     filters_scale: float = 1.0,
+    decoder_leaky_slope: float = 0.0,
     name: str = 'dfv_normals',
 ) -> keras.Model:
   """Builds the ResNet-18 U-Net normals network.
 
   Args:
     height, width: input size in pixels (static; at least 1).
-    weight_reg, reflect_padding, noise_max_stddev, noise_rampup_steps, filters_scale: as
+    weight_reg, reflect_padding, noise_max_stddev, noise_rampup_steps, filters_scale,
+    decoder_leaky_slope: as
       `dfv_depth.build_dfv_depth_net` (the same defaults: decoder L2 1e-2, reflect padding,
       noise 0.5 ramped over 10000 steps, published widths).
     name: Keras model name.
@@ -63,6 +65,7 @@ def build_dfv_normals_net(
       noise_max_stddev=noise_max_stddev,
       noise_rampup_steps=noise_rampup_steps,
       filters_scale=filters_scale,
+      decoder_leaky_slope=decoder_leaky_slope,
       name=name,
       where='build_dfv_normals_net',
   )

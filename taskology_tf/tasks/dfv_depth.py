@@ -27,8 +27,10 @@ class DfvNetworkMixin:
       noise_max_stddev: float,
       noise_rampup_steps: int,
       filters_scale: float,
+      decoder_leaky_slope: float = 0.0,
   ):
     self.weight_reg = weight_reg
+    self.decoder_leaky_slope = decoder_leaky_slope
     self.reflect_padding = reflect_padding
     self.advance_noise_step = advance_noise_step
     self.imagenet_checkpoint = imagenet_checkpoint
@@ -52,6 +54,7 @@ class DfvNetworkMixin:
         noise_max_stddev=self.noise_max_stddev,
         noise_rampup_steps=self.noise_rampup_steps,
         filters_scale=self.filters_scale,
+        decoder_leaky_slope=self.decoder_leaky_slope,
         name=f'{self.name}_{suffix}',
     )
     if self.imagenet_checkpoint:
@@ -111,6 +114,8 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
     noise_max_stddev, noise_rampup_steps: randomized layer norm ramp (0.5, 10000).
     filters_scale: the network's filter counts times this (1.0 as published; gin/tests/tiny.gin
       shrinks it so smoke tests build in seconds; an ImageNet checkpoint needs 1.0).
+    decoder_leaky_slope: 0 (published, ReLU) or the LeakyReLU slope of the decoder (ours;
+      networks/dfv_depth.build_dfv_depth_net says why).
     max_depth, min_depth, loss, median_scaling: as `DepthTask` (min_depth 0: the published
       softplus without a floor).
     name: task name.
@@ -129,6 +134,7 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
       noise_max_stddev: float = 0.5,
       noise_rampup_steps: int = 10000,
       filters_scale: float = 1.0,
+      decoder_leaky_slope: float = 0.0,
       max_depth: float = 80.0,
       min_depth: float = 0.0,
       loss: str = 'log_l1',
@@ -154,6 +160,7 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
         noise_max_stddev,
         noise_rampup_steps,
         filters_scale,
+        decoder_leaky_slope,
     )
 
   def build_network(self):

@@ -73,6 +73,27 @@ def test_direction_error_terciles_by_true_speed():
   assert 'direction error for true norm(t) in [0.10, 0.27] m' in egomotion_errors.markdown(summary)
 
 
+def test_outlier_profile_means_per_group():
+  from taskology_tf.metrics import egomotion_errors  # pylint: disable=g-import-not-at-top
+
+  # Errors 40, 5, 90, 10 deg: pairs 0 and 2 are off (> 30). Movable fractions 0.3, 0.1, 0.5,
+  # 0.1 -> off mean (0.3 + 0.5) / 2 = 0.4, within (0.1 + 0.1) / 2 = 0.1, ratio 4.
+  profile = egomotion_errors.outlier_profile(
+      [40.0, 5.0, 90.0, 10.0], {'movable_fraction': [0.3, 0.1, 0.5, 0.1]}
+  )
+  assert profile['off_pairs'] == 2 and profile['within_pairs'] == 2
+  assert profile['movable_fraction'] == {
+      'off': pytest.approx(0.4),
+      'within': pytest.approx(0.1),
+      'ratio': pytest.approx(4.0),
+  }
+  assert '| movable_fraction | 0.4 | 0.1 | 4 |' in egomotion_errors.outlier_markdown(profile)
+  # No pair off: the off mean is NaN, not an error.
+  assert np.isnan(egomotion_errors.outlier_profile([1.0], {'x': [2.0]})['x']['off'])
+  with pytest.raises(ValueError, match="attribute 'x' has shape \\(2,\\)"):
+    egomotion_errors.outlier_profile([1.0], {'x': [2.0, 3.0]})
+
+
 GIN = 'gin/experiments/synthetic/dfv_depth_motion_counted.gin'
 
 
@@ -125,5 +146,17 @@ def test_probe_end_to_end_on_a_saved_motion_network(tiny_world, tmp_path):
   assert summary['rotation_deg'] == pytest.approx(expected, rel=1e-5)
   assert 0 <= summary['rotation_error_deg'] <= 180
   assert os.path.exists(os.path.splitext(out)[0] + '.md')
+  # Per-pair rows of the moving pairs, and a profile whose group sizes add up to them.
+  rows = np.genfromtxt(os.path.splitext(out)[0] + '_pairs.csv', delimiter=',', names=True)
+  assert rows.size == summary['translation_pairs']
+  profile = summary['outliers']
+  assert profile['off_pairs'] + profile['within_pairs'] == summary['translation_pairs']
+  assert profile['off_pairs'] == int(np.sum(rows['direction_error_deg'] > 30))
+  assert 0 <= min(rows['movable_fraction']) and max(rows['sky_fraction']) <= 1
+  np.testing.assert_allclose(
+      np.sort(rows['true_translation_m']),
+      np.sort(np.linalg.norm(np.concatenate([c['egomotion'].numpy()[:, :3, 3] for c in clips]), axis=-1)),
+      rtol=1e-5,
+  )
   bad = _probe(args + ['--motion_task=ego'])
   assert bad.returncode != 0 and "--motion_task='ego'" in bad.stderr
