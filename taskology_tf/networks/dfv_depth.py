@@ -398,3 +398,38 @@ def flip_min_depth(net_fn, image: tf.Tensor) -> tf.Tensor:
   direct = net_fn(image)
   mirrored = tf.reverse(net_fn(tf.reverse(image, axis=[2])), axis=[2])
   return tf.minimum(direct, mirrored)
+
+
+def decoder_activity(model: keras.Model, image: tf.Tensor) -> Dict[str, float]:
+  """How alive a ResNet-18 U-Net's decoder is on `image` (tools/dfv_depth_probe.py).
+
+  Args:
+    model: a network of `build_resnet18_unet` (depth or normals).
+    image: float32 [B, H, W, 3] RGB in [0, 1].
+
+  Returns:
+    {layer: fraction of units with a positive pre-activation} for every decoder convolution
+    (upconv5 ... iconv1; a ReLU unit at or below 0 passes no gradient), plus 'output_spread':
+    the mean over images of the output's standard deviation over pixels divided by its mean
+    (0 for a constant map), at inference (no layer-norm noise).
+  """
+  names = [
+      layer.name
+      for layer in model.layers
+      if layer.name.startswith(('upconv', 'iconv')) and isinstance(layer, keras.layers.Conv2D)
+  ]
+  if not names:
+    raise ValueError(f'decoder_activity: {model.name!r} has no upconv*/iconv* convolutions')
+  # A fused ReLU's output is positive exactly where its pre-activation is; a linear convolution
+  # (decoder_leaky_slope > 0) outputs the pre-activation itself.
+  probe = keras.Model(model.inputs, [model.get_layer(n).output for n in names] + [model.output])
+  outputs = probe(image, training=False)
+  result = {
+      n: float(tf.reduce_mean(tf.cast(o > 0, tf.float32))) for n, o in zip(names, outputs[:-1])
+  }
+  out = outputs[-1]
+  mean, variance = tf.nn.moments(out, axes=[1, 2, 3])
+  result['output_spread'] = float(
+      tf.reduce_mean(tf.sqrt(variance) / tf.maximum(tf.abs(mean), 1e-12))
+  )
+  return result

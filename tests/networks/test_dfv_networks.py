@@ -286,3 +286,37 @@ def test_filters_scale_shrinks_every_layer_and_defaults_to_the_published_widths(
   assert [motion.get_layer(f'conv{i}').filters for i in range(1, 8)] == [2, 4, 8, 16, 32, 64, 128]
   out = motion([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])
   assert out['residual_translation'].shape == (1, 32, 32, 3)
+
+
+def test_decoder_leaky_slope_keeps_a_silenced_decoder_trainable():
+  # The plateau README "Why the depth waits" measures: with every unit of the last decoder
+  # layer (iconv1) negative, the published ReLU decoder outputs softplus(head bias) =
+  # softplus(0) = ln 2 = 0.693147 at every pixel, and no gradient reaches the layers before
+  # it (iconv2's kernel gets exactly 0). With a leaky slope the same weights keep a gradient.
+  tf_keras.utils.set_random_seed(5)
+  relu = dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125)
+  leaky = dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125, decoder_leaky_slope=0.1)
+  # Same variables (names and shapes), so checkpoints move between the two.
+  assert [(v.name, v.shape) for v in relu.weights] == [(v.name, v.shape) for v in leaky.weights]
+  assert not [l for l in relu.layers if 'leaky' in l.name]
+  leaky.set_weights(relu.get_weights())
+  for model in (relu, leaky):
+    model.get_layer('iconv1').bias.assign(tf.fill(model.get_layer('iconv1').bias.shape, -1e3))
+  image = tf.random.uniform([2, H, W, 3], seed=6)
+  grads = {}
+  for name, model in (('relu', relu), ('leaky', leaky)):
+    with tf.GradientTape() as tape:
+      depth = model(image, training=False)
+      loss = tf.reduce_mean(tf.math.log(depth))
+    kernel = model.get_layer('iconv2').kernel
+    grads[name] = float(tf.reduce_max(tf.abs(tape.gradient(loss, kernel))))
+    if name == 'relu':
+      np.testing.assert_allclose(depth.numpy(), np.log(2.0), rtol=1e-6)
+  assert grads['relu'] == 0.0 and grads['leaky'] > 0.0
+  with pytest.raises(ValueError, match='decoder_leaky_slope must be in \\[0, 1\\)'):
+    dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125, decoder_leaky_slope=1.5)
+  # The task passes its knob on.
+  from taskology_tf.tasks.dfv_depth import DfvDepthTask  # pylint: disable=g-import-not-at-top
+
+  task_net = DfvDepthTask(H, W, filters_scale=0.125, decoder_leaky_slope=0.1).build_network()
+  assert task_net.get_layer('iconv1__leaky').get_config()['alpha'] == pytest.approx(0.1)
