@@ -320,3 +320,20 @@ def test_decoder_leaky_slope_keeps_a_silenced_decoder_trainable():
 
   task_net = DfvDepthTask(H, W, filters_scale=0.125, decoder_leaky_slope=0.1).build_network()
   assert task_net.get_layer('iconv1__leaky').get_config()['alpha'] == pytest.approx(0.1)
+
+
+def test_decoder_activity_reads_a_silenced_decoder():
+  # A fresh network: every decoder layer has some units on and some off, the map varies.
+  # iconv1's bias at -1e3: none of its units is on, and the map is softplus(0) everywhere,
+  # so its spread (std / mean over pixels) is 0.
+  tf_keras.utils.set_random_seed(7)
+  net = dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125)
+  image = tf.random.uniform([2, H, W, 3], seed=8)
+  fresh = dfv_depth.decoder_activity(net, image)
+  layers = [k for k in fresh if k != 'output_spread']
+  assert layers == [f'{kind}{level}' for level in (5, 4, 3, 2, 1) for kind in ('upconv', 'iconv')]
+  assert all(0.0 < fresh[k] < 1.0 for k in layers) and fresh['output_spread'] > 0.0
+  net.get_layer('iconv1').bias.assign(tf.fill(net.get_layer('iconv1').bias.shape, -1e3))
+  dead = dfv_depth.decoder_activity(net, image)
+  assert dead['iconv1'] == 0.0 and dead['output_spread'] == pytest.approx(0.0, abs=1e-6)
+  assert dead['upconv5'] == fresh['upconv5']  # Upstream of the change: untouched.

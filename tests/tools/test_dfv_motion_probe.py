@@ -155,8 +155,56 @@ def test_probe_end_to_end_on_a_saved_motion_network(tiny_world, tmp_path):
   assert 0 <= min(rows['movable_fraction']) and max(rows['sky_fraction']) <= 1
   np.testing.assert_allclose(
       np.sort(rows['true_translation_m']),
-      np.sort(np.linalg.norm(np.concatenate([c['egomotion'].numpy()[:, :3, 3] for c in clips]), axis=-1)),
+      np.sort(
+          np.linalg.norm(np.concatenate([c['egomotion'].numpy()[:, :3, 3] for c in clips]), axis=-1)
+      ),
       rtol=1e-5,
   )
   bad = _probe(args + ['--motion_task=ego'])
   assert bad.returncode != 0 and "--motion_task='ego'" in bad.stderr
+
+
+def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path):
+  import gin  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+
+  bindings = [f"DATA_DIR = '{tiny_world}'"]
+  gin.clear_config()
+  try:
+    experiment_lib.parse_gin([GIN, 'gin/tests/tiny.gin'], bindings, search_dirs=[REPO_ROOT])
+    net = experiment_lib.Experiment().config('depth').task.build_network()
+  finally:
+    gin.clear_config()
+  run_dir = str(tmp_path / 'run')
+  checkpoint = tf.train.Checkpoint(model_depth=net, step=tf.Variable(3, dtype=tf.int64))
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(run_dir, 'checkpoints'), 3)
+  manager.save(checkpoint_number=3)
+  # Step 9: the last decoder layer silenced (bias -1e3): no unit on, a constant map.
+  net.get_layer('iconv1').bias.assign(tf.fill(net.get_layer('iconv1').bias.shape, -1e3))
+  checkpoint.step.assign(9)
+  manager.save(checkpoint_number=9)
+  out = str(tmp_path / 'probe' / 'depth.json')
+  proc = subprocess.run(
+      [
+          sys.executable,
+          os.path.join(REPO_ROOT, 'tools', 'dfv_depth_probe.py'),
+          f'--run_dir={run_dir}',
+          f'--gin_file={GIN}',
+          '--gin_file=gin/tests/tiny.gin',
+          f"--gin_bindings=DATA_DIR = '{tiny_world}'",
+          f'--output={out}',
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      cwd=REPO_ROOT,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = json.load(open(out))['rows']
+  assert [r['state'] for r in rows] == ['init', 'step 3', 'step 9']
+  assert rows[1]['activity']['iconv1'] > 0.0 and rows[1]['activity']['output_spread'] > 0.0
+  assert rows[2]['activity']['iconv1'] == 0.0
+  assert rows[2]['activity']['output_spread'] == pytest.approx(0.0, abs=1e-6)
+  assert '| step 9 |' in open(os.path.splitext(out)[0] + '.md').read()

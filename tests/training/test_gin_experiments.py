@@ -170,3 +170,32 @@ def test_evaluate_tool_scores_a_trained_run(tiny_world, tmp_path):
       cwd=REPO_ROOT,
   )
   assert missing.returncode != 0 and 'nothing' in missing.stderr
+
+
+def test_dfv_fast_start_option_rebinds_only_its_two_knobs(tiny_world):
+  # gin/options/dfv_fast_start.gin after Table 1 A: the depth decoder is leaky (0.1) and the
+  # motion scales learn 10x faster; everything else is A's (published 0.01 scale inits).
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+
+  gin.clear_config()
+  try:
+    experiment_lib.parse_gin(
+        [
+            'gin/experiments/synthetic/table1_a.gin',
+            'gin/options/dfv_fast_start.gin',
+            'gin/tests/tiny.gin',
+        ],
+        [f"DATA_DIR = '{tiny_world}'"],
+        search_dirs=[REPO_ROOT],
+    )
+    experiment = experiment_lib.Experiment()
+  finally:
+    gin.clear_config()
+  depth = experiment.config('depth').task
+  motion = experiment.config('motion').task
+  assert depth.decoder_leaky_slope == 0.1
+  assert motion.scale_learning_rate_multiplier == 10.0
+  assert motion.translation_scale_init == 0.01 and motion.rotation_scale_init == 0.01
+  assert depth.build_network().get_layer('iconv1__leaky').get_config()['alpha'] == pytest.approx(
+      0.1
+  )
