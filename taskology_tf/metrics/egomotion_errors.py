@@ -116,28 +116,44 @@ def summarise(errors):
   out['translation_scale_ratio_median'] = float(np.median(ratio)) if ratio.size else float('nan')
   positive = ratio[ratio > 0]
   out['translation_scale_log_std'] = float(np.std(np.log(positive))) if positive.size else 0.0
-  # Direction errors by how far the camera moved: the moving pairs split into terciles of the
-  # true |t| (a slow pair has less parallax, so its direction is harder).
-  norms = errors['true_translation_norm']
-  out['direction_error_by_true_speed'] = []
-  if norms.size >= 3:
-    edges = np.quantile(norms, [0.0, 1 / 3, 2 / 3, 1.0])
-    bins = np.clip(np.searchsorted(edges, norms, side='right') - 1, 0, 2)
-    for b in range(3):
-      sel = direction[bins == b]
-      out['direction_error_by_true_speed'].append(
-          {
-              'true_translation_m': [float(edges[b]), float(edges[b + 1])],
-              'pairs': int(sel.size),
-              'median_deg': float(np.median(sel)) if sel.size else float('nan'),
-              'off_30deg': float(np.mean(sel > 30.0)) if sel.size else float('nan'),
-          }
-      )
+  # Direction errors by how far the camera moved (a slow pair has less parallax, so its
+  # direction is harder) and by how far it turned (a turn's flow resembles a sideways move's).
+  direction_by = (
+      ('direction_error_by_true_speed', 'true_translation_m', errors['true_translation_norm']),
+      (
+          'direction_error_by_true_rotation',
+          'true_rotation_deg',
+          errors['rotation_deg'][errors['moving']],
+      ),
+  )
+  for key, unit, values in direction_by:
+    out[key] = _terciles(values, direction, unit)
   # Mean unit directions (x, y, z): a mean of unit vectors, so its norm < 1 measures the spread.
   for key in ('predicted_direction', 'true_direction'):
     values = errors[key]
     out[f'mean_{key}'] = [float(v) for v in np.mean(values, 0)] if len(values) else []
   return out
+
+
+def _terciles(values, direction, unit):
+  """Median direction error and fraction > 30 deg in each tercile of `values` (one per moving
+  pair); [] with fewer than 3 pairs."""
+  if values.size < 3:
+    return []
+  edges = np.quantile(values, [0.0, 1 / 3, 2 / 3, 1.0])
+  bins = np.clip(np.searchsorted(edges, values, side='right') - 1, 0, 2)
+  rows = []
+  for b in range(3):
+    sel = direction[bins == b]
+    rows.append(
+        {
+            unit: [float(edges[b]), float(edges[b + 1])],
+            'pairs': int(sel.size),
+            'median_deg': float(np.median(sel)) if sel.size else float('nan'),
+            'off_30deg': float(np.mean(sel > 30.0)) if sel.size else float('nan'),
+        }
+    )
+  return rows
 
 
 def markdown(summary):
@@ -164,14 +180,22 @@ def markdown(summary):
   ):
     if summary[key]:
       rows.append((name, '(' + ', '.join(f'{v:.3f}' for v in summary[key]) + ')'))
-  for tercile in summary['direction_error_by_true_speed']:
-    low, high = tercile['true_translation_m']
-    rows.append(
-        (
-            f'direction error for true norm(t) in [{low:.2f}, {high:.2f}] m: median (deg), > 30 deg',
-            f"{tercile['median_deg']:.3g}, {tercile['off_30deg']:.3g} ({tercile['pairs']} pairs)",
-        )
-    )
+  for key, unit, what in (
+      ('direction_error_by_true_speed', 'true_translation_m', 'true norm(t) in [{:.2f}, {:.2f}] m'),
+      (
+          'direction_error_by_true_rotation',
+          'true_rotation_deg',
+          'true rotation in [{:.2f}, {:.2f}] deg',
+      ),
+  ):
+    for tercile in summary.get(key, []):
+      low, high = tercile[unit]
+      rows.append(
+          (
+              f'direction error for {what.format(low, high)}: median (deg), > 30 deg',
+              f"{tercile['median_deg']:.3g}, {tercile['off_30deg']:.3g} ({tercile['pairs']} pairs)",
+          )
+      )
   lines = ['| quantity | value |', '|---|---|']
   for name, value in rows:
     lines.append(

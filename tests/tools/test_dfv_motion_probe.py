@@ -73,6 +73,30 @@ def test_direction_error_terciles_by_true_speed():
   assert 'direction error for true norm(t) in [0.10, 0.27] m' in egomotion_errors.markdown(summary)
 
 
+def test_direction_error_terciles_by_true_rotation():
+  from taskology_tf.metrics import egomotion_errors  # pylint: disable=g-import-not-at-top
+
+  # Six forward pairs (|t| 1 m) turning 0.5, 1.0, ... 3.0 deg about z, rotation predicted
+  # exactly; the two that turn most get their translation 90 deg off (x instead of z).
+  # Terciles of the angle (edges 0.5, 1.333, 2.167, 3.0): medians 0, 0, 90; > 30 deg 0, 0, 1.
+  angles = np.arange(1, 7) * 0.5
+  rotations = np.stack([_rot_z(a) for a in angles])
+  gt_t = np.tile([0.0, 0.0, 1.0], (6, 1))
+  pred_t = gt_t.copy()
+  pred_t[4:] = [1.0, 0.0, 0.0]
+  summary = egomotion_errors.summarise(
+      egomotion_errors.compare_egomotion(rotations, pred_t, rotations, gt_t, rotations)
+  )
+  terciles = summary['direction_error_by_true_rotation']
+  assert [t['pairs'] for t in terciles] == [2, 2, 2]
+  np.testing.assert_allclose([t['median_deg'] for t in terciles], [0, 0, 90], atol=1e-3)
+  assert [t['off_30deg'] for t in terciles] == [0.0, 0.0, 1.0]
+  np.testing.assert_allclose(terciles[2]['true_rotation_deg'], [0.5 + 2.5 * 2 / 3, 3.0], rtol=1e-4)
+  assert 'direction error for true rotation in [2.17, 3.00] deg' in egomotion_errors.markdown(
+      summary
+  )
+
+
 def test_outlier_profile_means_per_group():
   from taskology_tf.metrics import egomotion_errors  # pylint: disable=g-import-not-at-top
 
