@@ -44,7 +44,7 @@ FLAGS = flags.FLAGS
 
 def markdown(rows):
   """The probe's rows (one per network state) as a markdown table."""
-  layers = [k for k in rows[0]['activity'] if k != 'output_spread']
+  layers = [k for k in rows[0]['activity'] if not k.startswith('output_')]
   lines = [
       '| state | ' + ' | '.join(layers) + ' | output spread | output mean |',
       '|' + '---|' * (len(layers) + 3),
@@ -54,7 +54,7 @@ def markdown(rows):
     lines.append(
         f"| {row['state']} | "
         + ' | '.join(cells)
-        + f" | {row['activity']['output_spread']:.4g} | {row['output_mean']:.4g} |"
+        + f" | {row['activity']['output_spread']:.4g} | {row['activity']['output_mean']:.4g} |"
     )
   return '\n'.join(lines) + '\n'
 
@@ -92,9 +92,7 @@ def main(argv):
     prefixes = list(state.all_model_checkpoint_paths)
 
   def probe(label, model):
-    activity = dfv_depth.decoder_activity(model, image)
-    mean = float(tf.reduce_mean(model(image, training=False)))
-    return {'state': label, 'activity': activity, 'output_mean': mean}
+    return {'state': label, 'activity': dfv_depth.decoder_activity(model, image)}
 
   tf_keras.utils.set_random_seed(experiment.seed)
   rows = [probe('init', task.build_network())]

@@ -188,7 +188,7 @@ def markdown(summary):
           'true rotation in [{:.2f}, {:.2f}] deg',
       ),
   ):
-    for tercile in summary.get(key, []):
+    for tercile in summary[key]:
       low, high = tercile[unit]
       rows.append(
           (

@@ -411,7 +411,7 @@ def decoder_activity(model: keras.Model, image: tf.Tensor) -> Dict[str, float]:
     {layer: fraction of units with a positive pre-activation} for every decoder convolution
     (upconv5 ... iconv1; a ReLU unit at or below 0 passes no gradient), plus 'output_spread':
     the mean over images of the output's standard deviation over pixels divided by its mean
-    (0 for a constant map), at inference (no layer-norm noise).
+    (0 for a constant map), and 'output_mean', at inference (no layer-norm noise).
   """
   names = [
       layer.name
@@ -432,4 +432,5 @@ def decoder_activity(model: keras.Model, image: tf.Tensor) -> Dict[str, float]:
   result['output_spread'] = float(
       tf.reduce_mean(tf.sqrt(variance) / tf.maximum(tf.abs(mean), 1e-12))
   )
+  result['output_mean'] = float(tf.reduce_mean(mean))
   return result

@@ -330,10 +330,11 @@ def test_decoder_activity_reads_a_silenced_decoder():
   net = dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125)
   image = tf.random.uniform([2, H, W, 3], seed=8)
   fresh = dfv_depth.decoder_activity(net, image)
-  layers = [k for k in fresh if k != 'output_spread']
+  layers = [k for k in fresh if not k.startswith('output_')]
   assert layers == [f'{kind}{level}' for level in (5, 4, 3, 2, 1) for kind in ('upconv', 'iconv')]
   assert all(0.0 < fresh[k] < 1.0 for k in layers) and fresh['output_spread'] > 0.0
   net.get_layer('iconv1').bias.assign(tf.fill(net.get_layer('iconv1').bias.shape, -1e3))
   dead = dfv_depth.decoder_activity(net, image)
   assert dead['iconv1'] == 0.0 and dead['output_spread'] == pytest.approx(0.0, abs=1e-6)
+  assert dead['output_mean'] == pytest.approx(np.log(2.0), rel=1e-6)  # softplus(0)
   assert dead['upconv5'] == fresh['upconv5']  # Upstream of the change: untouched.
