@@ -487,6 +487,46 @@ def motion_from_ground_truth(
   }
 
 
+def ground_plane_depth(
+    intrinsics: tf.Tensor,
+    height: int,
+    width: int,
+    camera_height: float = 1.5,
+    max_depth: float = 80.0,
+) -> tf.Tensor:
+  """The depth of a flat ground seen by a level camera: a fixed, scene-independent prior.
+
+  A camera at `camera_height` above a plane, its optical axis parallel to it (zero pitch and
+  roll: the horizon is the principal point's row c_y), sees at row v below the horizon the plane
+  point at camera depth z = f_y * camera_height / (v - c_y) (similar triangles: the ray through
+  row v drops (v - c_y) / f_y per metre along z, and meets the plane after camera_height of
+  drop). Rows at or above the horizon, and ground farther than `max_depth`, get `max_depth`.
+  Pixel centres are at integer (u, v), as in the synthetic world's `intrinsics_from_fov`.
+
+  Args:
+    intrinsics: [B, 3, 3] float32, pixels.
+    height, width: the map's size.
+    camera_height: metres above the ground (1.5: the synthetic world's; KITTI's is 1.65).
+    max_depth: metres, the cap (80: KITTI's evaluation cap).
+
+  Returns:
+    [B, height, width, 1] float32 metres.
+  """
+  if camera_height <= 0 or max_depth <= 0:
+    raise ValueError(
+        f'ground_plane_depth: camera_height and max_depth must be > 0, got {camera_height} and '
+        f'{max_depth}'
+    )
+  intrinsics = tf.convert_to_tensor(intrinsics, tf.float32)
+  fy = intrinsics[:, 1, 1][:, None, None, None]
+  cy = intrinsics[:, 1, 2][:, None, None, None]
+  rows = tf.range(height, dtype=tf.float32)[None, :, None, None]
+  below = rows - cy  # [B, H, 1, 1]
+  depth = fy * camera_height / tf.maximum(below, 1e-6)
+  depth = tf.where(below > 0, tf.minimum(depth, max_depth), max_depth)
+  return tf.tile(depth, [1, 1, width, 1])
+
+
 class _MovableMaskMixin:
   """The movable mask of each frame: from a segmentation task, from dataset labels, or none."""
 
@@ -588,6 +628,17 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       the count floored at this fraction of the image (1.0: means over all pixels, as
       published; see `rgbd_consistency_loss`).
     occlusion_tolerance: relative slack of the occlusion test (0.0: as published).
+    motion_warmup_steps: ours, not published (0: off). For the first this many training steps
+      the motion learns from the ground-plane depth prior (`ground_plane_depth`) instead of the
+      depth task's depth, while the depth learns from the motion as usual: the loss is
+      L(depth, stop_gradient(motion)) + L(prior, motion), so the depth gets the gradient of the
+      first term and the motion that of the second, whichever of them is live. It breaks the
+      start's saddle (README, "Why the depth waits"): at a flat start depth no translation is
+      better than a randomly directed one, and at zero translation no depth is better than
+      another. Needs the training step (`bind_training_step`, which the trainer calls); unbound
+      (outside the trainer) the relation is as after the warm-up. With learned intrinsics the
+      prior uses the motion's (stop-gradient), else batch['intrinsics'].
+    warmup_camera_height, warmup_max_depth: the prior's `camera_height` and `max_depth`.
     name: relation name.
   """
 
@@ -607,10 +658,31 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       translation_cycle_weight: float = TRANSLATION_CYCLE_WEIGHT,
       counted_pixel_floor: float = 1.0,
       occlusion_tolerance: float = 0.0,
+      motion_warmup_steps: int = 0,
+      warmup_camera_height: float = 1.5,
+      warmup_max_depth: float = 80.0,
       name: str = 'dfv_consistency',
   ):
     self.name = name
     _check_objective_options(counted_pixel_floor, occlusion_tolerance, f'DfvConsistency({name!r})')
+    if int(motion_warmup_steps) < 0:
+      raise ValueError(
+          f'DfvConsistency({name!r}): motion_warmup_steps must be >= 0, got {motion_warmup_steps}'
+      )
+    if motion_warmup_steps and motion_task is None:
+      raise ValueError(
+          f'DfvConsistency({name!r}): motion_warmup_steps={motion_warmup_steps} warms up a '
+          'motion task, but motion_task=None (the ground-truth motion)'
+      )
+    if warmup_camera_height <= 0 or warmup_max_depth <= 0:
+      raise ValueError(
+          f'DfvConsistency({name!r}): warmup_camera_height and warmup_max_depth must be > 0, '
+          f'got {warmup_camera_height} and {warmup_max_depth}'
+      )
+    self.motion_warmup_steps = int(motion_warmup_steps)
+    self.warmup_camera_height = float(warmup_camera_height)
+    self.warmup_max_depth = float(warmup_max_depth)
+    self._step = None
     self.counted_pixel_floor = float(counted_pixel_floor)
     self.occlusion_tolerance = float(occlusion_tolerance)
     self._init_mask(segmentation_task, label_key, movable_classes, foreground_dilation)
@@ -698,15 +770,62 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
     backward = {k[:-1] + swap[k[-1]]: v for k, v in forward.items()}
     return forward, backward
 
+  def bind_training_step(self, step):
+    """Makes the motion warm-up (`motion_warmup_steps`) follow `step`.
+
+    Args:
+      step: int64 tf.Variable, the trainer's global step (0 during the first step).
+    """
+    self._step = step
+
+  def in_motion_warmup(self) -> tf.Tensor:
+    """Scalar bool: the bound training step is inside the motion warm-up (False if unbound)."""
+    if not self.motion_warmup_steps or self._step is None:
+      return tf.constant(False)
+    return tf.convert_to_tensor(self._step) < self.motion_warmup_steps
+
+  def prior_depth(self, motion, batch, depth_shape):
+    """The warm-up's ground-plane depth, [B, T, H, W, 1], for a depth of shape `depth_shape`."""
+    if self.learned_intrinsics:
+      # [B, T-1, 3, 3] -> one per clip, as a constant: the prior must not train the intrinsics.
+      k = tf.stop_gradient(tf.reduce_mean(motion['intrinsics'], axis=1))
+    else:
+      k = batch['intrinsics']
+    b, t, h, w = depth_shape[0], depth_shape[1], depth_shape[2], depth_shape[3]
+    prior = ground_plane_depth(k, h, w, self.warmup_camera_height, self.warmup_max_depth)
+    return tf.tile(prior[:, tf.newaxis], [1, t, 1, 1, 1])
+
   def __call__(self, predictions, batch):
     """See `base.Relation.__call__`. Metrics: each unweighted term summed over pairs and
-    directions, and 'closer_fraction' (mean fraction of pixels counted)."""
+    directions, and 'closer_fraction' (mean fraction of pixels counted); with a motion warm-up
+    also 'motion_warmup' (1 inside it) and 'warmup_prior_loss' (the motion's loss against the
+    prior; 0 after the warm-up)."""
     motion = self._motion(predictions, batch)
     depth = tf.convert_to_tensor(predictions[self.depth_task]['depth'], tf.float32)
     image = tf.convert_to_tensor(batch['image'], tf.float32)
+    masks = self._frame_masks(predictions, batch)
+    if not self.motion_warmup_steps:
+      return self._consistency(depth, motion, image, batch, masks)
+    warm = self.in_motion_warmup()
+    on = tf.cast(warm, tf.float32)
+    # Value unchanged; the gradient reaching the motion through the depth's term is (1 - on).
+    gated = tf.nest.map_structure(lambda x: on * tf.stop_gradient(x) + (1.0 - on) * x, motion)
+    loss, metrics = self._consistency(depth, gated, image, batch, masks)
+
+    def prior_loss():
+      prior = self.prior_depth(motion, batch, tf.shape(depth))
+      prior.set_shape(depth.shape)
+      return self._consistency(prior, motion, image, batch, masks)[0]
+
+    warmup_loss = tf.cond(warm, prior_loss, lambda: tf.constant(0.0))
+    metrics['motion_warmup'] = on
+    metrics['warmup_prior_loss'] = warmup_loss
+    return loss + warmup_loss, metrics
+
+  def _consistency(self, depth, motion, image, batch, masks):
     num_pairs = depth.shape[1] - 1 if depth.shape[1] is not None else tf.shape(depth)[1] - 1
     intrinsics = self._intrinsics(motion, batch, num_pairs)
-    directions = self.pair_directions(depth, motion, image, self._frame_masks(predictions, batch))
+    directions = self.pair_directions(depth, motion, image, masks)
     sums = {k: tf.constant(0.0) for k in self.weights}
     closer_fraction = tf.constant(0.0)
     for d in directions:

@@ -223,6 +223,11 @@ class Trainer:
       bind = getattr(self.setups[name].task, 'bind_training_step', None)
       if bind is not None:
         bind(self.models[name], self.step)
+    # Relations with a step-dependent schedule (DfvConsistency's motion warm-up) read it too.
+    for r in self.relations:
+      bind = getattr(r, 'bind_training_step', None)
+      if bind is not None:
+        bind(self.step)
     self.peer_source = peer_source_factory(self.models) if peer_source_factory else None
     if (
         peer_gradients

@@ -489,3 +489,93 @@ def test_pair_directions_fold_frames_and_swap_the_motion_between_directions():
   _, clip_depth, _ = _clip_inputs()
   _, metrics = relation({'depth': {'depth': clip_depth}, 'motion': motion}, batch)
   assert float(metrics['rgb_error']) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ground_plane_depth_golden():
+  # f_y = 20, c_y = 3.5, camera height 1.5: z(v) = 20 * 1.5 / (v - 3.5) = 30 / (v - 3.5).
+  # Row 7: 30 / 3.5 = 8.5714; row 5: 30 / 1.5 = 20; row 4: 30 / 0.5 = 60; rows 0-3 are at or
+  # above the horizon: the cap. With the cap at 50, row 4's 60 is capped too.
+  depth = dfv.ground_plane_depth(_k(2), H, W, camera_height=1.5, max_depth=80.0).numpy()
+  assert depth.shape == (2, H, W, 1)
+  np.testing.assert_allclose(depth[:, 7], 30 / 3.5, rtol=1e-6)
+  np.testing.assert_allclose(depth[:, 5], 20.0, rtol=1e-6)
+  np.testing.assert_allclose(depth[:, 4], 60.0, rtol=1e-6)
+  np.testing.assert_array_equal(depth[:, :4], 80.0)
+  capped = dfv.ground_plane_depth(_k(), H, W, camera_height=1.5, max_depth=50.0).numpy()
+  np.testing.assert_array_equal(capped[:, 4], 50.0)
+  with pytest.raises(ValueError, match='camera_height'):
+    dfv.ground_plane_depth(_k(), H, W, camera_height=0.0)
+
+
+def _warmup_case():
+  """The consistent clip with a wrong depth (3 for 4) and a wrong translation (x0.5), both
+  variables, so every term has a gradient."""
+  motion, depth, batch = _clip_inputs(seed=2)
+  depth_var = tf.Variable(depth * 0.75)
+  trans_var = tf.Variable(motion['translation'] * 0.5)
+  motion = dict(motion)
+  motion['translation'] = trans_var
+  return motion, depth_var, trans_var, batch
+
+
+@pytest.mark.parametrize('compiled', [False, True])
+def test_motion_warmup_splits_the_gradients_then_ends(compiled):
+  # Inside the warm-up the loss is L(depth, sg(motion)) + L(prior, motion): the depth's gradient
+  # is that of the plain relation with a constant motion, the motion's that of the plain
+  # relation on the ground-plane prior (a constant depth). From step 2 on it is the plain one.
+  motion, depth_var, trans_var, batch = _warmup_case()
+  plain = dfv.DfvConsistency()
+  warm = dfv.DfvConsistency(motion_warmup_steps=2)
+  step = tf.Variable(0, dtype=tf.int64)
+  warm.bind_training_step(step)
+  prior = dfv.ground_plane_depth(batch['intrinsics'], H, W)[:, None].numpy()
+  prior = tf.constant(np.repeat(prior, T, axis=1))
+  const_motion = {k: tf.constant(tf.convert_to_tensor(v).numpy()) for k, v in motion.items()}
+
+  def run(relation, depth_fn, m):
+    fn = lambda: _loss_and_grads(relation, depth_fn, m, depth_var, trans_var, batch)
+    loss, metrics, g_depth, g_trans = tf.function(fn)() if compiled else fn()
+    return float(loss), metrics, g_depth.numpy(), g_trans.numpy()
+
+  depth_fn = lambda: tf.convert_to_tensor(depth_var)
+  loss_d, _, g_depth_d, _ = run(plain, depth_fn, const_motion)
+  loss_p, _, _, g_trans_p = run(plain, lambda: prior, motion)
+  assert float(np.abs(g_depth_d).sum()) > 0 and float(np.abs(g_trans_p).sum()) > 0
+  for s in (0, 1):
+    step.assign(s)
+    loss, metrics, g_depth, g_trans = run(warm, depth_fn, motion)
+    assert loss == pytest.approx(loss_d + loss_p, rel=1e-5)
+    assert float(metrics['motion_warmup']) == 1.0
+    assert float(metrics['warmup_prior_loss']) == pytest.approx(loss_p, rel=1e-5)
+    np.testing.assert_allclose(g_depth, g_depth_d, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(g_trans, g_trans_p, rtol=1e-4, atol=1e-7)
+  loss_full, _, g_depth_full, g_trans_full = run(plain, depth_fn, motion)
+  step.assign(2)
+  loss, metrics, g_depth, g_trans = run(warm, depth_fn, motion)
+  assert loss == pytest.approx(loss_full, rel=1e-6)
+  assert float(metrics['motion_warmup']) == 0.0 and float(metrics['warmup_prior_loss']) == 0.0
+  np.testing.assert_allclose(g_depth, g_depth_full, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(g_trans, g_trans_full, rtol=1e-4, atol=1e-7)
+
+
+def _loss_and_grads(relation, depth_fn, motion, depth_var, trans_var, batch):
+  with tf.GradientTape() as tape:
+    loss, metrics = relation({'depth': {'depth': depth_fn()}, 'motion': motion}, batch)
+  grads = tape.gradient(loss, [depth_var, trans_var])
+  grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, [depth_var, trans_var])]
+  return loss, metrics, grads[0], grads[1]
+
+
+def test_motion_warmup_unbound_is_the_plain_relation_and_bad_options_are_named():
+  motion, depth_var, _, batch = _warmup_case()
+  preds = {'depth': {'depth': tf.convert_to_tensor(depth_var)}, 'motion': motion}
+  plain, _ = dfv.DfvConsistency()(preds, batch)
+  unbound, metrics = dfv.DfvConsistency(motion_warmup_steps=5)(preds, batch)
+  assert float(unbound) == pytest.approx(float(plain), rel=1e-6)
+  assert float(metrics['motion_warmup']) == 0.0
+  with pytest.raises(ValueError, match='motion_warmup_steps must be >= 0'):
+    dfv.DfvConsistency(motion_warmup_steps=-1)
+  with pytest.raises(ValueError, match='motion_task=None'):
+    dfv.DfvConsistency(motion_task=None, motion_warmup_steps=3)
+  with pytest.raises(ValueError, match='warmup_camera_height'):
+    dfv.DfvConsistency(motion_warmup_steps=3, warmup_camera_height=-1.0)

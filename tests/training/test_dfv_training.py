@@ -180,3 +180,46 @@ def test_dfv_motion_reports_the_scales_its_outputs_use():
       'scale/rotation': pytest.approx(0.01),
       'scale/translation': pytest.approx(0.2),
   }
+
+
+@pytest.mark.timeout(300)
+def test_motion_warmup_follows_the_trainer_step(tmp_path):
+  # DfvConsistency(motion_warmup_steps=2) in a depth + motion experiment: the trainer binds its
+  # step, so the steps that run at step 0 and 1 are inside the warm-up (the motion's loss
+  # against the ground-plane prior is added, > 0) and the one at step 2 is not (0).
+  from taskology_tf.consistency.dfv import DfvConsistency
+
+  _, clips = _one_clip()
+  seen = {}
+
+  def hook(step, trainer):
+    if step:
+      scalars = trainer.last_scalars
+      seen[step - 1] = (
+          scalars['metrics/dfv_consistency/motion_warmup'],
+          scalars['metrics/dfv_consistency/warmup_prior_loss'],
+      )
+
+  experiment = Experiment(
+      tasks=[
+          TaskConfig(
+              task=DfvDepthTask(H, W, filters_scale=0.125, weight_reg=0.0),
+              optimizer=lambda: keras.optimizers.Adam(1e-4),
+          ),
+          TaskConfig(
+              task=DfvMotionTask(H, W, filters_scale=0.125, weight_reg=0.0),
+              optimizer=lambda: keras.optimizers.Adam(1e-4),
+          ),
+      ],
+      relations=[DfvConsistency(motion_warmup_steps=2)],
+      mediator_clips=clips,
+      mediator_batch_size=1,
+      loop=LoopConfig(
+          num_steps=3, log_every=1, summary_every=1, image_every=0, checkpoint_every=100
+      ),
+  )
+  experiment.build_trainer(str(tmp_path), hooks=[hook]).train()
+  assert sorted(seen) == [0, 1, 2]
+  for step in (0, 1):
+    assert seen[step][0] == 1.0 and seen[step][1] > 0.0, (step, seen[step])
+  assert seen[2] == (0.0, 0.0)
