@@ -29,6 +29,8 @@ class DfvNormalsTask(DfvNetworkMixin, NormalsTask):
     imagenet_checkpoint_prefix: scope prefix of the names in that checkpoint.
     noise_max_stddev, noise_rampup_steps: randomized layer norm ramp (0.5, 10000).
     filters_scale: the network's filter counts times this (1.0 = the depth network's widths).
+    decoder_leaky_slope: as `DfvDepthTask` (0.0: ReLU decoder; > 0: LeakyReLU of that slope,
+      same variables).
     max_depth: as `NormalsTask` (pixels with gt depth <= 0 or >= max_depth, or an all-zero gt
       normal, are neither supervised nor scored).
     name: task name.
@@ -47,6 +49,7 @@ class DfvNormalsTask(DfvNetworkMixin, NormalsTask):
       noise_max_stddev: float = 0.5,
       noise_rampup_steps: int = 10000,
       filters_scale: float = 1.0,
+      decoder_leaky_slope: float = 0.0,
       max_depth: float = 80.0,
       name: str = 'normals',
   ):
@@ -61,6 +64,7 @@ class DfvNormalsTask(DfvNetworkMixin, NormalsTask):
         noise_max_stddev,
         noise_rampup_steps,
         filters_scale,
+        decoder_leaky_slope,
     )
 
   def build_network(self):

@@ -118,3 +118,19 @@ def test_flip_mean_normals():
   field = field / tf.norm(field, axis=-1, keepdims=True)
   out = dfv_normals.flip_mean_normals(lambda x: tf.zeros_like(x) + field, image)
   np.testing.assert_allclose(out.numpy(), np.broadcast_to(field, out.shape), atol=1e-6)
+
+
+def test_normals_task_passes_the_decoder_leaky_slope_to_its_network():
+  # Same variables either way; the leaky network adds the `<conv>__leaky` activation layers and,
+  # with the ReLU network's weights, gives different normals (negative pre-activations pass).
+  from taskology_tf.tasks.dfv_normals import DfvNormalsTask
+
+  relu = DfvNormalsTask(H, W, filters_scale=0.125).build_network()
+  leaky = DfvNormalsTask(H, W, filters_scale=0.125, decoder_leaky_slope=0.1).build_network()
+  assert [(v.name, v.shape) for v in relu.weights] == [(v.name, v.shape) for v in leaky.weights]
+  assert not [l for l in relu.layers if 'leaky' in l.name]
+  assert [l for l in leaky.layers if l.name.endswith('__leaky')]
+  leaky.set_weights(relu.get_weights())
+  image = tf.random.stateless_uniform([1, H, W, 3], seed=[1, 2])
+  a, b = relu(image, training=False), leaky(image, training=False)
+  assert float(tf.reduce_max(tf.abs(a - b))) > 1e-6
