@@ -31,3 +31,32 @@ def run_app(main, module_name):
   for flag in flags.FLAGS.get_key_flags_for_module(module_name):
     flags.FLAGS.register_key_flag_for_module(program, flag)
   app.run(main)
+
+
+def experiment_for_probe(gin_files, gin_bindings, task_flag: str, task_name: str):
+  """Parses an experiment's gin files for a probe tool and checks what probes need.
+
+  Args:
+    gin_files, gin_bindings: the tool's --gin_file and --gin_bindings.
+    task_flag: the flag naming the probed task (e.g. 'depth_task'), for the error message.
+    task_name: its value.
+
+  Returns:
+    (experiment, task): the gin-built `Experiment` and the probed task.
+
+  Raises:
+    ValueError: naming the flag when the experiment has no such task, or the gin files when
+      `Experiment.evaluation_clips` (the probes' data) is not set.
+  """
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+
+  experiment_lib.parse_gin(gin_files, gin_bindings, search_dirs=GIN_SEARCH_DIRS)
+  experiment = experiment_lib.Experiment()
+  if task_name not in experiment.task_names:
+    raise ValueError(
+        f'--{task_flag}={task_name!r}: the experiment of {gin_files} has tasks '
+        f'{experiment.task_names}'
+    )
+  if experiment.evaluation_clips is None:
+    raise ValueError(f'{gin_files}: Experiment.evaluation_clips is not set; nothing to probe on')
+  return experiment, experiment.config(task_name).task

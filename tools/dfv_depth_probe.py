@@ -27,7 +27,7 @@ from absl import flags
 
 from taskology_tf import files
 import taskology_tf_tools
-from taskology_tf_tools import GIN_SEARCH_DIRS
+from taskology_tf_tools import experiment_for_probe
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s) of the run.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings applied after the files.')
@@ -66,21 +66,13 @@ def main(argv):
 
   from taskology_tf.networks import dfv_depth  # pylint: disable=g-import-not-at-top
   from taskology_tf.tasks.base import to_float_image  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
 
   if FLAGS.max_clips < 1:
     raise ValueError(f'--max_clips must be >= 1, got {FLAGS.max_clips}')
-  experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
-  experiment = experiment_lib.Experiment()
-  if FLAGS.depth_task not in experiment.task_names:
-    raise ValueError(
-        f'--depth_task={FLAGS.depth_task!r}: the experiment of {FLAGS.gin_file} has tasks '
-        f'{experiment.task_names}'
-    )
-  if experiment.evaluation_clips is None:
-    raise ValueError(f'{FLAGS.gin_file}: Experiment.evaluation_clips is not set')
-  task = experiment.config(FLAGS.depth_task).task
+  experiment, task = experiment_for_probe(
+      FLAGS.gin_file, FLAGS.gin_bindings, 'depth_task', FLAGS.depth_task
+  )
   batch = next(iter(experiment.evaluation_clips().take(FLAGS.max_clips).batch(FLAGS.max_clips)))
   image = to_float_image(batch['image'][:, batch['image'].shape[1] // 2])
   prefixes = FLAGS.checkpoint

@@ -42,7 +42,7 @@ from taskology_tf.metrics.egomotion_errors import outlier_markdown
 from taskology_tf.metrics.egomotion_errors import outlier_profile
 from taskology_tf.metrics.egomotion_errors import summarise
 import taskology_tf_tools
-from taskology_tf_tools import GIN_SEARCH_DIRS
+from taskology_tf_tools import experiment_for_probe
 
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s) of the run.')
 flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings applied after the files.')
@@ -62,24 +62,15 @@ def main(argv):
 
   from taskology_tf.datasets.synthetic_world import scene  # pylint: disable=g-import-not-at-top
   from taskology_tf.geometry import transforms  # pylint: disable=g-import-not-at-top
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
 
   if FLAGS.max_clips < 1 or FLAGS.batch_size < 1:
     raise ValueError(
         f'--max_clips and --batch_size must be >= 1, got {FLAGS.max_clips}, {FLAGS.batch_size}'
     )
-  experiment_lib.parse_gin(FLAGS.gin_file, FLAGS.gin_bindings, search_dirs=GIN_SEARCH_DIRS)
-  experiment = experiment_lib.Experiment()
-  if FLAGS.motion_task not in experiment.task_names:
-    raise ValueError(
-        f'--motion_task={FLAGS.motion_task!r}: the experiment of {FLAGS.gin_file} has tasks '
-        f'{experiment.task_names}'
-    )
-  if experiment.evaluation_clips is None:
-    raise ValueError(
-        f'{FLAGS.gin_file}: Experiment.evaluation_clips is not set; nothing to probe on'
-    )
+  experiment, task = experiment_for_probe(
+      FLAGS.gin_file, FLAGS.gin_bindings, 'motion_task', FLAGS.motion_task
+  )
   clips = experiment.evaluation_clips()
   if 'egomotion' not in clips.element_spec:
     raise ValueError(
@@ -87,7 +78,6 @@ def main(argv):
         f'{sorted(clips.element_spec)}); probe on synthetic-world clips'
     )
   clips = clips.take(FLAGS.max_clips).batch(FLAGS.batch_size)
-  task = experiment.config(FLAGS.motion_task).task
   model, info = frozen.load_frozen_network(task, FLAGS.run_dir)
   predict = tf.function(lambda image: task.predict_mediator(model, {'image': image}))
   parts = {k: [] for k in ('pred_r', 'pred_t', 'gt_r', 'gt_t', 'back_r')}
