@@ -791,7 +791,7 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       k = tf.stop_gradient(tf.reduce_mean(motion['intrinsics'], axis=1))
     else:
       k = batch['intrinsics']
-    b, t, h, w = depth_shape[0], depth_shape[1], depth_shape[2], depth_shape[3]
+    t, h, w = depth_shape[1], depth_shape[2], depth_shape[3]
     prior = ground_plane_depth(k, h, w, self.warmup_camera_height, self.warmup_max_depth)
     return tf.tile(prior[:, tf.newaxis], [1, t, 1, 1, 1])
 

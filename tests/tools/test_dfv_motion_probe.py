@@ -237,21 +237,20 @@ def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path)
 def test_experiment_for_probe_names_the_flag_and_the_gin_files():
   # The probes' shared set-up: an unknown task names its flag and the tasks there are; an
   # experiment without evaluation clips names the gin files.
-  from taskology_tf_tools import experiment_for_probe  # pylint: disable=g-import-not-at-top
-
   import gin  # pylint: disable=g-import-not-at-top
+
+  from taskology_tf_tools import experiment_for_probe  # pylint: disable=g-import-not-at-top
 
   gin_a = ['gin/experiments/synthetic/table1_a.gin']
   try:
-    _check_experiment_for_probe(experiment_for_probe, gin_a)
+    gin.clear_config()
+    experiment, task = experiment_for_probe(gin_a, [], 'motion_task', 'motion')
+    assert task.name == 'motion' and experiment.task_names == ['depth', 'motion']
+    gin.clear_config()
+    with pytest.raises(ValueError, match=r"--depth_task='nope'.*\['depth', 'motion'\]"):
+      experiment_for_probe(gin_a, [], 'depth_task', 'nope')
+    gin.clear_config()
+    with pytest.raises(ValueError, match='evaluation_clips is not set'):
+      experiment_for_probe(gin_a, ['Experiment.evaluation_clips = None'], 'depth_task', 'depth')
   finally:
     gin.clear_config()
-
-
-def _check_experiment_for_probe(experiment_for_probe, gin_a):
-  experiment, task = experiment_for_probe(gin_a, [], 'motion_task', 'motion')
-  assert task.name == 'motion' and 'depth' in experiment.task_names
-  with pytest.raises(ValueError, match=r"--depth_task='nope'.*\['depth', 'motion'\]"):
-    experiment_for_probe(gin_a, [], 'depth_task', 'nope')
-  with pytest.raises(ValueError, match='evaluation_clips is not set'):
-    experiment_for_probe(gin_a, ['Experiment.evaluation_clips = None'], 'depth_task', 'depth')
