@@ -665,7 +665,12 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
   ):
     self.name = name
     _check_objective_options(counted_pixel_floor, occlusion_tolerance, f'DfvConsistency({name!r})')
-    if int(motion_warmup_steps) < 0:
+    if isinstance(motion_warmup_steps, bool) or not isinstance(motion_warmup_steps, int):
+      raise ValueError(
+          f'DfvConsistency({name!r}): motion_warmup_steps must be an integer number of steps, '
+          f'got {motion_warmup_steps!r}'
+      )
+    if motion_warmup_steps < 0:
       raise ValueError(
           f'DfvConsistency({name!r}): motion_warmup_steps must be >= 0, got {motion_warmup_steps}'
       )

@@ -15,6 +15,7 @@ dL/dtheta_i only flows through y_i, whether or not y_j is a constant. They diffe
 stale or per-task consistency weights c_i differ; tests check both facts.
 """
 
+import copy
 import dataclasses
 import json
 import math
@@ -224,10 +225,12 @@ class Trainer:
       if bind is not None:
         bind(self.models[name], self.step)
     # Relations with a step-dependent schedule (DfvConsistency's motion warm-up) read it too.
-    for r in self.relations:
-      bind = getattr(r, 'bind_training_step', None)
-      if bind is not None:
-        bind(self.step)
+    # Each trainer binds its own shallow copy: an experiment's relation objects are shared by
+    # every trainer built from it (one per task in a distributed launch), each with its own step.
+    for i, r in enumerate(self.relations):
+      if hasattr(r, 'bind_training_step'):
+        self.relations[i] = copy.copy(r)
+        self.relations[i].bind_training_step(self.step)
     self.peer_source = peer_source_factory(self.models) if peer_source_factory else None
     if (
         peer_gradients

@@ -575,6 +575,8 @@ def test_motion_warmup_unbound_is_the_plain_relation_and_bad_options_are_named()
   assert float(metrics['motion_warmup']) == 0.0
   with pytest.raises(ValueError, match='motion_warmup_steps must be >= 0'):
     dfv.DfvConsistency(motion_warmup_steps=-1)
+  with pytest.raises(ValueError, match='motion_warmup_steps must be an integer'):
+    dfv.DfvConsistency(motion_warmup_steps=2.5)
   with pytest.raises(ValueError, match='motion_task=None'):
     dfv.DfvConsistency(motion_task=None, motion_warmup_steps=3)
   with pytest.raises(ValueError, match='warmup_camera_height'):
