@@ -16,8 +16,9 @@ fit finds the motion for the ground truth and for the constant depth within a fe
 steps, the objective identifies the ego-motion even at the plateau, and a motion network that
 does not is slow for reasons of its own.
 
-Writes JSON (with the command), a markdown table beside it and a PNG of the median direction
-error against the step.
+Writes JSON (with the command), a markdown table beside it, a PNG of the median direction
+error against the step, and per depth the last step's per-pair errors
+(`<output>_<depth>_pairs.csv`) with the pairs off by > 30 deg compared with the rest.
 
   python tools/dfv_motion_fit_probe.py --data_dir=/work/data_demo --height=48 --width=64 \
       --output=runs/motion_fit/probe.json
@@ -127,6 +128,33 @@ def main(argv):
           'translation_scale_ratio_median': s['translation_scale_ratio_median'],
       }
       print(name, step, json.dumps(results[name][str(step)]), flush=True)
+    # Per pair at the last recorded step: which pairs the fit leaves off, and what they share.
+    last = max(fits)
+    errors = motion_fit.ego_errors(
+        fits[last]['rotation'],
+        fits[last]['translation'],
+        fits[last]['rotation_backward'],
+        b['egomotion'],
+    )
+    moving = errors['moving']
+    pairs = {
+        'direction_error_deg': errors['translation_direction_error_deg'],
+        'true_rotation_deg': errors['rotation_deg'][moving],
+        'true_translation_m': errors['true_translation_norm'],
+        'scale_ratio': errors['translation_scale_ratio'],
+    }
+    off = pairs['direction_error_deg'] > 30.0
+    results[name]['off_30deg_vs_rest_at_' + str(last)] = {
+        k: [float(np.mean(v[off])) if off.any() else None, float(np.mean(v[~off]))]
+        for k, v in pairs.items()
+        if k != 'direction_error_deg'
+    }
+    rows = ['pair,' + ','.join(pairs)] + [
+        f'{i},' + ','.join(f'{pairs[k][i]:.5g}' for k in pairs) for i in range(len(off))
+    ]
+    files.write_text_atomic(
+        os.path.splitext(FLAGS.output)[0] + f'_{name}_pairs.csv', '\n'.join(rows) + '\n'
+    )
   out = {
       'fits': results,
       'clips': int(num_clips),
@@ -142,12 +170,24 @@ def main(argv):
   ]
   for name, by_step in results.items():
     for step, r in by_step.items():
+      if not step.isdigit():
+        continue
       lines.append(
           f"| {name} | {step} | {r['loss']:.4f} | {r['rotation_error_deg']:.2f} "
           f"(truth {r['true_rotation_deg']:.2f}) | {r['translation_direction_error_deg_median']:.1f}"
           f" | {100 * r['translation_direction_off_30deg']:.0f}% | "
           f"{r['translation_scale_ratio_median']:.3f} |"
       )
+  lines += ['', 'Pairs off by > 30 deg at the last step against the rest (means: off / rest):', '']
+  for name, by_step in results.items():
+    for key, cmp in by_step.items():
+      if not key.isdigit():
+        lines.append(
+            f'- {name}, {key}: '
+            + '; '.join(
+                f'{k} {"-" if v[0] is None else f"{v[0]:.3f}"} / {v[1]:.3f}' for k, v in cmp.items()
+            )
+        )
   stem = os.path.splitext(FLAGS.output)[0]
   files.write_text_atomic(stem + '.md', '\n'.join(lines) + '\n')
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -157,7 +197,7 @@ def main(argv):
 
   fig, ax = plt.subplots(figsize=(5, 3.5))
   for name, by_step in results.items():
-    steps = [int(s) for s in by_step]
+    steps = [int(s) for s in by_step if s.isdigit()]
     ax.plot(
         steps,
         [by_step[str(s)]['translation_direction_error_deg_median'] for s in steps],
