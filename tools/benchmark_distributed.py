@@ -23,6 +23,7 @@ import time
 
 from absl import flags
 
+from taskology_tf import files
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -189,8 +190,7 @@ def main(argv):
   print(json.dumps(results, indent=2))
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, 'w') as f:
-      json.dump(results, f, indent=2)
+    files.write_json_atomic(FLAGS.output, results, indent=2)
   return 0
 
 

@@ -18,7 +18,6 @@ Then the load time of each kind of snapshot (`tf.saved_model.load`, what the mod
 on every new version), interleaved the same way. Reported: medians and their ratios to `writer`.
 """
 
-import json
 import os
 import statistics
 import tempfile
@@ -27,6 +26,7 @@ import time
 from absl import flags
 import tensorflow as tf
 
+from taskology_tf import files
 from taskology_tf.serving import export as export_lib
 from taskology_tf.tasks.depth import DepthTask
 import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
@@ -125,8 +125,7 @@ def main(argv):
     )
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, 'w') as f:
-      json.dump(results, f, indent=2)
+    files.write_json_atomic(FLAGS.output, results, indent=2)
     print(f'wrote {FLAGS.output}')
   tf.io.gfile.rmtree(root)
 

@@ -27,6 +27,7 @@ import time
 
 from absl import flags
 
+from taskology_tf import files
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -231,8 +232,7 @@ def main(argv):
   print(json.dumps(result, indent=2))
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, 'w') as f:
-      json.dump(result, f, indent=2)
+    files.write_json_atomic(FLAGS.output, result, indent=2)
   return 0
 
 

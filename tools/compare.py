@@ -102,8 +102,7 @@ def run_config(name, files, seed, run_dir, bindings, distributed=False):
           f'[{name} seed {seed}] tools/train.py exited with {code}; see '
           f'{run_dir}/train.log. Command: {" ".join(cmd)}'
       )
-    with open(done_marker, 'w') as f:
-      f.write(f'{time.monotonic() - start:.1f} s\n')
+    files.write_text_atomic(done_marker, f'{time.monotonic() - start:.1f} s\n')
   if distributed:
     return _distributed_results(run_dir)
   with open(results_path) as f:
@@ -193,12 +192,13 @@ def main(argv):
   if staleness:
     md += '\nPeer staleness logged by the distributed trainers (all seeds, all peers):\n\n'
     md += ''.join(f'- {name}: {staleness_summary(s)}\n' for name, s in staleness.items())
-    with open(os.path.join(FLAGS.out_dir, 'staleness.json'), 'w') as f:
-      json.dump(staleness, f)
-  with open(os.path.join(FLAGS.out_dir, 'results.md'), 'w') as f:
-    f.write(md)
-  with open(os.path.join(FLAGS.out_dir, 'results.json'), 'w') as f:
-    json.dump({n: {c: list(v) for c, v in row.items()} for n, row in table.items()}, f, indent=2)
+    files.write_json_atomic(os.path.join(FLAGS.out_dir, 'staleness.json'), staleness, indent=None)
+  files.write_text_atomic(os.path.join(FLAGS.out_dir, 'results.md'), md)
+  files.write_json_atomic(
+      os.path.join(FLAGS.out_dir, 'results.json'),
+      {n: {c: list(v) for c, v in row.items()} for n, row in table.items()},
+      indent=2,
+  )
   plot(table, os.path.join(FLAGS.out_dir, 'results.png'), FLAGS.title)
   print()
   print(md)

@@ -22,13 +22,13 @@ mIoU over the movable classes (the classes named beside the number,
       --data_dir=./data/tensorflow_datasets
 """
 
-import json
 import os
 import sys
 
 from absl import app
 from absl import flags
 
+from taskology_tf import files
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -83,12 +83,12 @@ def main_saved_model():
     print(kitti_depth.format_table(metrics, protocol))
     print()
   if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
-      json.dump(
-          {'saved_model': saved_model_eval.resolve_saved_model(FLAGS.saved_model), 'split': FLAGS.split,
-           'dataset': FLAGS.dataset, 'metrics': results},
-          f, indent=2, sort_keys=True,
-      )  # fmt: skip
+    files.write_json_atomic(
+        FLAGS.output,
+        {'saved_model': saved_model_eval.resolve_saved_model(FLAGS.saved_model), 'split': FLAGS.split,
+         'dataset': FLAGS.dataset, 'metrics': results},
+        sort_keys=True,
+    )  # fmt: skip
   return 0
 
 
@@ -109,8 +109,7 @@ def _segmentation_saved_model():
   print(segmentation.format_results(result))
   if FLAGS.output:
     result['saved_model'] = saved_model_eval.resolve_saved_model(FLAGS.saved_model)
-    with open(FLAGS.output, 'w') as f:
-      json.dump(result, f, indent=2, sort_keys=True)
+    files.write_json_atomic(FLAGS.output, result, indent=2, sort_keys=True)
   return 0
 
 
@@ -147,8 +146,9 @@ def main(argv):
     for k, v in metrics.items():
       print(f'  {k:>16s}  {v:.4f}')
   if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
-      json.dump({'step': step, 'metrics': results}, f, indent=2, sort_keys=True)
+    files.write_json_atomic(
+        FLAGS.output, {'step': step, 'metrics': results}, indent=2, sort_keys=True
+    )
   return 0
 
 

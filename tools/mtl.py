@@ -22,6 +22,7 @@ from absl import flags
 from absl import logging
 import gin
 
+from taskology_tf import files
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 from taskology_tf_tools import REPO_ROOT
@@ -141,8 +142,7 @@ def run_table(table_dir, seeds, bindings, rows, parallel, gather_only=False):
         )
         print(failed[-1], flush=True)
         continue
-      with open(os.path.join(run_dir, 'DONE'), 'w') as f:
-        f.write(f'{time.monotonic() - start:.1f} s\n')
+      files.write_text_atomic(os.path.join(run_dir, 'DONE'), f'{time.monotonic() - start:.1f} s\n')
       print(f'[{name} seed {seed}] done in {time.monotonic() - start:.0f} s', flush=True)
   if failed:
     raise RuntimeError('\n'.join(failed))
@@ -229,8 +229,7 @@ def benchmark(gin_files, gin_bindings, steps, rounds, output):
   for n in methods:
     print(f'| {n} | {median[n]:.4f} | {result["ratio_to_ew"][n]:.2f} |')
   if output:
-    with open(output, 'w') as f:
-      json.dump(result, f, indent=2, sort_keys=True)
+    files.write_json_atomic(output, result, indent=2, sort_keys=True)
   return 0
 
 

@@ -14,7 +14,6 @@ kernels by the CPU's instruction set, so capping it (ONEDNN_MAX_CPU_ISA) simulat
 with an older or newer CPU.
 """
 
-import json
 import os
 import shlex
 import subprocess
@@ -24,6 +23,7 @@ import tempfile
 from absl import app
 from absl import flags
 
+from taskology_tf import files
 import taskology_tf_tools
 from taskology_tf_tools import GIN_SEARCH_DIRS
 
@@ -107,12 +107,10 @@ def main(argv):
   for r in rows:
     print(f"| {r['variant']} | {r['bit_identical']} | {r['max_abs_weight_difference']:.3g} |")
   if FLAGS.output:
-    with open(FLAGS.output, 'w') as f:
-      json.dump(
-          {'command': 'python tools/reproducibility.py ' + shlex.join(sys.argv[1:]), 'rows': rows},
-          f,
-          indent=2,
-      )
+    files.write_json_atomic(
+        FLAGS.output,
+        {'command': 'python tools/reproducibility.py ' + shlex.join(sys.argv[1:]), 'rows': rows},
+    )
   return 0
 
 

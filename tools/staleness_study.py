@@ -15,6 +15,7 @@ import sys
 
 from absl import flags
 
+from taskology_tf import files
 from taskology_tf.training import results
 import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 from taskology_tf_tools import compare
@@ -92,10 +93,8 @@ def main(argv):
   table = results.summarize(per_config, [FLAGS.plot_metric, 'depth/delta1'])
   command = 'python tools/staleness_study.py ' + shlex.join(sys.argv[1:])
   md = results.to_markdown(table, 'Staleness study (Fig. 5 analogue)', command)
-  with open(os.path.join(FLAGS.out_dir, 'results.md'), 'w') as f:
-    f.write(md)
-  with open(os.path.join(FLAGS.out_dir, 'curves.json'), 'w') as f:
-    json.dump(curves, f)
+  files.write_text_atomic(os.path.join(FLAGS.out_dir, 'results.md'), md)
+  files.write_json_atomic(os.path.join(FLAGS.out_dir, 'curves.json'), curves, indent=None)
   print(md)
   print(f'plot: {png}')
   return 0

@@ -83,8 +83,7 @@ def _benchmark(sizes, out_dir):
     print(f'| {r["tasks"]} | {r["transfers"]} | {r["seconds"]:.4f} |')
   if out_dir:
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, 'bip_timing.json'), 'w') as f:
-      json.dump(rows, f, indent=2)
+    files.write_json_atomic(os.path.join(out_dir, 'bip_timing.json'), rows, indent=2)
   return 0
 
 
@@ -233,8 +232,7 @@ def main(argv):
         os.path.join(FLAGS.out_dir, f'taxonomy_budget_{gamma:g}.png'),
         title=f'budget {gamma:g}: supervise {", ".join(tax.supervised)}',
     )
-  with open(os.path.join(FLAGS.out_dir, 'taxonomy.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  files.write_text_atomic(os.path.join(FLAGS.out_dir, 'taxonomy.md'), '\n'.join(lines) + '\n')
   print('\n'.join(lines))
   return 0
 

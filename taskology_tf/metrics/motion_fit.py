@@ -96,6 +96,15 @@ def fit_free_motion(
   if missing:
     raise KeyError(f'fit_free_motion: init lacks {sorted(missing)}')
   depth = tf.constant(depth, tf.float32)
+  if depth.shape.rank != 5:
+    raise ValueError(f'fit_free_motion: depth must be [B, T, H, W, 1], got shape {depth.shape}')
+  expected = (depth.shape[0], depth.shape[1] - 1, 3)
+  for k in sorted(init):
+    if np.shape(init[k]) != expected:
+      raise ValueError(
+          f'fit_free_motion: init[{k!r}] has shape {np.shape(init[k])}; the depth '
+          f'{tuple(depth.shape)} needs [B, T-1, 3] = {expected}'
+      )
   field_shape = tf.concat(
       [tf.shape(depth)[:1], tf.shape(depth)[1:2] - 1, tf.shape(depth)[2:4], [3]], 0
   )

@@ -114,3 +114,9 @@ def test_fit_rejects_bad_options():
   with pytest.raises(KeyError, match='rotation_backward'):
     bad = {k: v for k, v in init.items() if k != 'rotation_backward'}
     motion_fit.fit_free_motion(relation, depth, batch, bad, 5, 0.01, [0])
+  # One clip of two frames needs [1, 1, 3] starts; a start for two pairs is named, with both shapes.
+  wrong = dict(init, translation=np.zeros([1, 2, 3], np.float32))
+  with pytest.raises(ValueError, match=r"init\['translation'\] has shape \(1, 2, 3\).*\(1, 1, 3\)"):
+    motion_fit.fit_free_motion(relation, depth, batch, wrong, 5, 0.01, [0])
+  with pytest.raises(ValueError, match=r'\[B, T, H, W, 1\]'):
+    motion_fit.fit_free_motion(relation, depth[0], batch, init, 5, 0.01, [0])
