@@ -1,5 +1,7 @@
 """Camera and object motion with the Depth from Videos in the Wild motion network."""
 
+from typing import Optional, Sequence
+
 import tensorflow as tf
 
 from taskology_tf.geometry import transforms
@@ -34,6 +36,13 @@ class DfvMotionTask(EgomotionTask):
       published; networks/dfv_motion.build_dfv_motion_net).
     scale_learning_rate_multiplier: the scales alone learn this many times faster (1 as
       published; build_dfv_motion_net).
+    translation_prior: None (published), or a translation (x, y, z) in metres of
+      cam_{t+1}_from_cam_t added to the network's background translation of the order
+      (I_t, I_{t+1}) and subtracted from that of (I_{t+1}, I_t) (ours): a camera that moves
+      forward d metres per frame has (0, 0, -d), and its inverse is -(0, 0, -d) while the
+      rotation is small. The network learns the rest; the translation field is unchanged.
+      With the published 0.01 output scales the motion starts at the prior instead of at
+      ~0 (README, "Why the depth waits").
     name: task name.
   """
 
@@ -47,6 +56,7 @@ class DfvMotionTask(EgomotionTask):
       rotation_scale_init: float = dfv_motion.SCALE_INIT,
       translation_scale_init: float = dfv_motion.SCALE_INIT,
       scale_learning_rate_multiplier: float = 1.0,
+      translation_prior: Optional[Sequence[float]] = None,
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
@@ -56,6 +66,19 @@ class DfvMotionTask(EgomotionTask):
     self.rotation_scale_init = rotation_scale_init
     self.translation_scale_init = translation_scale_init
     self.scale_learning_rate_multiplier = scale_learning_rate_multiplier
+    if translation_prior is not None:
+      try:
+        prior = [float(v) for v in translation_prior]
+      except (TypeError, ValueError) as e:
+        raise ValueError(
+            f'DfvMotionTask.translation_prior must be 3 numbers (metres), got {translation_prior!r}'
+        ) from e
+      if len(prior) != 3:
+        raise ValueError(
+            f'DfvMotionTask.translation_prior must be 3 numbers (metres), got {translation_prior!r}'
+        )
+      translation_prior = tuple(prior)
+    self.translation_prior = translation_prior
 
   @property
   def output_spec(self):
@@ -104,6 +127,9 @@ class DfvMotionTask(EgomotionTask):
     )
     fwd_rot, bwd_rot = tf.split(rotation, 2)
     fwd_t, bwd_t = tf.split(out['translation'], 2)
+    if self.translation_prior is not None:
+      prior = tf.constant(self.translation_prior, fwd_t.dtype)
+      fwd_t, bwd_t = fwd_t + prior, bwd_t - prior
     fwd_field, bwd_field = tf.split(out['residual_translation'], 2)
     result = {
         'rotation': fwd_rot,

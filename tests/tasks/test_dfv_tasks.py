@@ -107,3 +107,28 @@ def test_motion_runs_both_frame_orders():
   assert 'intrinsics' not in ab
   with pytest.raises(KeyError, match='image_b'):
     task.call(model, {'image_a': a})
+
+
+def test_motion_translation_prior_is_added_forward_and_subtracted_backward():
+  # The prior p shifts only the background translations: forward t + p, backward t' - p, where
+  # t, t' are the same network's outputs without the prior (same weights); rotations and the
+  # translation fields are unchanged.
+  plain = DfvMotionTask(H, W)
+  prior = (0.1, -0.2, -0.9)
+  shifted = DfvMotionTask(H, W, translation_prior=prior)
+  model = plain.build_network()
+  rng = np.random.default_rng(2)
+  a = tf.constant(rng.integers(0, 255, (2, H, W, 3), dtype=np.uint8))
+  b = tf.constant(rng.integers(0, 255, (2, H, W, 3), dtype=np.uint8))
+  p0 = plain.call(model, {'image_a': a, 'image_b': b})
+  p1 = shifted.call(model, {'image_a': a, 'image_b': b})
+  np.testing.assert_allclose(p1['translation'], p0['translation'] + np.float32(prior), atol=1e-6)
+  np.testing.assert_allclose(
+      p1['translation_backward'], p0['translation_backward'] - np.float32(prior), atol=1e-6
+  )
+  for key in ('rotation', 'residual_translation', 'rotation_backward'):
+    np.testing.assert_array_equal(p1[key], p0[key])
+  with pytest.raises(ValueError, match=r'translation_prior must be 3 numbers.*\(1.0, 2.0\)'):
+    DfvMotionTask(H, W, translation_prior=(1.0, 2.0))
+  with pytest.raises(ValueError, match=r"translation_prior must be 3 numbers.*'fwd'"):
+    DfvMotionTask(H, W, translation_prior='fwd')

@@ -199,3 +199,27 @@ def test_dfv_fast_start_option_rebinds_only_its_two_knobs(tiny_world):
   assert depth.build_network().get_layer('iconv1__leaky').get_config()['alpha'] == pytest.approx(
       0.1
   )
+
+
+def test_dfv_forward_prior_option_binds_the_prior_only(tiny_world):
+  # gin/options/dfv_forward_prior.gin after Table 1 A: the motion task gets the forward prior
+  # (0, 0, -0.9) m; its scales keep A's published values.
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+
+  gin.clear_config()
+  try:
+    experiment_lib.parse_gin(
+        [
+            'gin/experiments/synthetic/table1_a.gin',
+            'gin/options/dfv_forward_prior.gin',
+            'gin/tests/tiny.gin',
+        ],
+        [f"DATA_DIR = '{tiny_world}'"],
+        search_dirs=[REPO_ROOT],
+    )
+    experiment = experiment_lib.Experiment()
+  finally:
+    gin.clear_config()
+  motion = experiment.config('motion').task
+  assert motion.translation_prior == (0.0, 0.0, -0.9)
+  assert motion.scale_learning_rate_multiplier == 1.0 and motion.translation_scale_init == 0.01
