@@ -21,6 +21,7 @@ import time
 from absl import app
 from absl import flags
 
+from taskology_tf import files
 from taskology_tf.training.results import LOWER_IS_BETTER
 from taskology_tf.training.results import peer_staleness
 from taskology_tf.training.results import staleness_summary
@@ -47,10 +48,10 @@ FLAGS = flags.FLAGS
 def _parse_configs(specs):
   configs = []
   for spec in specs:
-    name, sep, files = spec.partition('=')
-    if not sep or not name or not files:
+    name, sep, gin_files = spec.partition('=')
+    if not sep or not name or not gin_files:
       raise app.UsageError(f'--config {spec!r}: expected NAME=GIN_FILE[,GIN_FILE...]')
-    configs.append((name, files.split(',')))
+    configs.append((name, gin_files.split(',')))
   if not configs:
     raise app.UsageError('give at least one --config')
   return configs
@@ -67,7 +68,7 @@ def _distributed_results(run_dir):
   return merged
 
 
-def run_config(name, files, seed, run_dir, bindings, distributed=False):
+def run_config(name, gin_files, seed, run_dir, bindings, distributed=False):
   """Trains one (config, seed) in a subprocess unless already done; returns its eval metrics.
 
   distributed: run tools/launch.py (model server + one trainer per task) instead of one
@@ -81,7 +82,7 @@ def run_config(name, files, seed, run_dir, bindings, distributed=False):
       'taskology_tf_tools.' + tool.removesuffix('.py'),
       f'--run_dir={run_dir}',
   ]
-  cmd += [f'--gin_file={f}' for f in files]
+  cmd += [f'--gin_file={f}' for f in gin_files]
   cmd += [f'--gin_bindings={b}' for b in bindings] + [f'--gin_bindings=Experiment.seed={seed}']
   done_marker = os.path.join(run_dir, 'DONE')
   if distributed:
@@ -155,7 +156,7 @@ def plot(table, path, title):
   fig.legend(handles, names, loc='lower center', ncol=min(len(names), 3), fontsize=9, frameon=False)
   fig.suptitle(title)
   fig.tight_layout(rect=(0, (0.25 * legend_rows + 0.1) / height, 1, 1))
-  fig.savefig(path, dpi=100)
+  files.save_figure_atomic(fig, path, dpi=100)
   plt.close(fig)
 
 
@@ -163,11 +164,11 @@ def main(argv):
   del argv
   configs = _parse_configs(FLAGS.config)
   per_config = {}
-  for name, files in configs:
+  for name, gin_files in configs:
     per_config[name] = [
         run_config(
             name,
-            files,
+            gin_files,
             seed,
             os.path.join(FLAGS.out_dir, name, f'seed_{seed}'),
             FLAGS.gin_bindings,

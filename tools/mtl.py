@@ -236,9 +236,9 @@ def benchmark(gin_files, gin_bindings, steps, rounds, output):
 def main(argv):
   del argv
   if FLAGS.benchmark_steps:
-    files = FLAGS.gin_file or [_SYN + 'mtl_ew.gin']
+    gin_files = FLAGS.gin_file or [_SYN + 'mtl_ew.gin']
     return benchmark(
-        files, FLAGS.gin_bindings, FLAGS.benchmark_steps, FLAGS.benchmark_rounds, FLAGS.output
+        gin_files, FLAGS.gin_bindings, FLAGS.benchmark_steps, FLAGS.benchmark_rounds, FLAGS.output
     )
   if FLAGS.table_dir:
     run_table(

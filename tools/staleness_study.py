@@ -63,7 +63,7 @@ def plot(curves, path, metric):
   ax.grid(alpha=0.3)
   ax.legend()
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  files.save_figure_atomic(fig, path, dpi=100)
   plt.close(fig)
 
 

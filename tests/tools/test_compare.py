@@ -1,0 +1,66 @@
+"""tools/compare.py's run_config: the command it builds, the DONE marker it writes (atomically,
+through taskology_tf.files) after a successful run, and the reuse of a finished run. The trainer
+subprocess is replaced by a stand-in that writes what tools/train.py would."""
+
+import json
+import os
+
+import pytest
+
+from taskology_tf_tools import compare
+
+
+class _FakeTrainer:
+  """Stands in for subprocess.Popen(tools/train.py ...): writes eval_results.json, exits 0."""
+
+  commands = []
+
+  def __init__(self, cmd, stdout=None, stderr=None):
+    del stdout, stderr
+    _FakeTrainer.commands.append(cmd)
+    run_dir = next(a.split('=', 1)[1] for a in cmd if a.startswith('--run_dir='))
+    with open(os.path.join(run_dir, 'eval_results.json'), 'w') as f:
+      json.dump({'metrics': {'depth': {'abs_rel': 0.25}}}, f)
+    self.returncode = 0
+
+  def poll(self):
+    return self.returncode
+
+
+def test_run_config_marks_done_and_reuses(tmp_path, monkeypatch):
+  _FakeTrainer.commands = []
+  monkeypatch.setattr(compare.subprocess, 'Popen', _FakeTrainer)
+  run_dir = str(tmp_path / 'cfg' / 'seed_1')
+  metrics = compare.run_config('cfg', ['a.gin', 'b.gin'], 1, run_dir, ['X = 2'])
+  assert metrics == {'depth': {'abs_rel': 0.25}}
+  (cmd,) = _FakeTrainer.commands
+  assert (
+      cmd[-4:]
+      == [
+          '--gin_file=a.gin',
+          '--gin_file=b.gin',
+          '--gin_bindings=X = 2',
+          '--gin_bindings=Experiment.seed=1',
+      ]
+      and f'--run_dir={run_dir}' in cmd
+  )
+  with open(os.path.join(run_dir, 'DONE')) as f:
+    assert f.read().endswith(' s\n')
+  assert not [n for n in os.listdir(run_dir) if '.tmp-' in n]  # No temporary left behind.
+  # A finished run is read back, not trained again.
+  assert compare.run_config('cfg', ['a.gin'], 1, run_dir, []) == metrics
+  assert len(_FakeTrainer.commands) == 1
+
+
+def test_run_config_names_the_log_when_training_fails(tmp_path, monkeypatch):
+  class _Failing(_FakeTrainer):
+
+    def __init__(self, cmd, stdout=None, stderr=None):
+      super().__init__(cmd, stdout, stderr)
+      self.returncode = 3
+
+  monkeypatch.setattr(compare.subprocess, 'Popen', _Failing)
+  run_dir = str(tmp_path / 'bad')
+  with pytest.raises(RuntimeError, match=r'exited with 3; see .*bad/train.log'):
+    compare.run_config('bad', ['a.gin'], 0, run_dir, [])
+  assert not os.path.exists(os.path.join(run_dir, 'DONE'))
