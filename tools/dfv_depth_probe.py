@@ -14,6 +14,12 @@ frame, at inference):
 A constant-depth plateau whose last decoder layers are near 0 is the dead-ReLU collapse that
 `DfvDepthTask.decoder_leaky_slope` addresses (README, "Why the depth waits").
 
+With --breakdown, also where each state's depth error lies: the task's own prediction (as its
+evaluation makes it: flip averaging, the task's max_depth and median scaling), its pixel-pooled
+Abs Rel per semantic class of the clips' `semantics` (--class_names) and per ground-truth depth
+bin (--depth_bins, metres), with each group's share of the valid pixels
+(`metrics.depth.abs_rel_by_group`: share * Abs Rel summed over groups is the whole Abs Rel).
+
   python tools/dfv_depth_probe.py --run_dir=runs/table1/a/seed_1 \
       --gin_file=gin/experiments/synthetic/table1_a.gin --gin_bindings="DATA_DIR='/work/data_demo'" \
       --output=runs/table1/a/seed_1/depth_probe.json
@@ -37,6 +43,15 @@ flags.DEFINE_multi_string(
 )
 flags.DEFINE_string('depth_task', 'depth', "Name of the run's DfV depth task.")
 flags.DEFINE_integer('max_clips', 16, 'Evaluation clips to probe on.')
+flags.DEFINE_bool('breakdown', False, 'Also break the depth error down by class and depth bin.')
+flags.DEFINE_list(
+    'class_names',
+    ['sky', 'ground', 'building', 'car', 'pedestrian'],
+    "Names of the `semantics` labels 0, 1, ... (the synthetic world's).",
+)
+flags.DEFINE_list(
+    'depth_bins', ['0', '5', '10', '20', '40', '80'], 'Ground-truth depth bin edges (m).'
+)
 flags.DEFINE_string('output', None, 'Write the results as JSON here (and .md beside it).')
 flags.mark_flag_as_required('run_dir')
 FLAGS = flags.FLAGS
@@ -59,22 +74,66 @@ def markdown(rows):
   return '\n'.join(lines) + '\n'
 
 
+def breakdown_markdown(rows):
+  """The rows' error breakdowns (abs_rel and share per group) as one markdown table."""
+  groups = list(rows[0]['breakdown'])
+  lines = [
+      '| state | all | ' + ' | '.join(groups) + ' |',
+      '|' + '---|' * (len(groups) + 2),
+  ]
+  for row in rows:
+    b = row['breakdown']
+    cells = [f"{b[g]['abs_rel']:.3f} ({b[g]['share']:.0%})" for g in groups]
+    lines.append(f"| {row['state']} | {row['abs_rel']:.3f} | " + ' | '.join(cells) + ' |')
+  return (
+      '\n'.join(lines)
+      + '\n\nEach cell: the pixel-pooled median-scaled Abs Rel of the group (its share of the valid'
+      ' pixels).\n'
+  )
+
+
 def main(argv):
   del argv
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tf_keras  # pylint: disable=g-import-not-at-top
 
+  from taskology_tf.metrics.depth import abs_rel_by_group  # pylint: disable=g-import-not-at-top
+  from taskology_tf.metrics.depth import DepthMetrics  # pylint: disable=g-import-not-at-top
   from taskology_tf.networks import dfv_depth  # pylint: disable=g-import-not-at-top
   from taskology_tf.tasks.base import to_float_image  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
 
   if FLAGS.max_clips < 1:
     raise ValueError(f'--max_clips must be >= 1, got {FLAGS.max_clips}')
+  try:
+    edges = [float(e) for e in FLAGS.depth_bins]
+  except ValueError as e:
+    raise ValueError(f'--depth_bins must be numbers, got {FLAGS.depth_bins}') from e
+  if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
+    raise ValueError(f'--depth_bins must be >= 2 increasing edges, got {FLAGS.depth_bins}')
   experiment, task = experiment_for_probe(
       FLAGS.gin_file, FLAGS.gin_bindings, 'depth_task', FLAGS.depth_task
   )
   batch = next(iter(experiment.evaluation_clips().take(FLAGS.max_clips).batch(FLAGS.max_clips)))
-  image = to_float_image(batch['image'][:, batch['image'].shape[1] // 2])
+  middle = batch['image'].shape[1] // 2
+  image = to_float_image(batch['image'][:, middle])
+  if FLAGS.breakdown:
+    for key in ('depth', 'semantics'):
+      if key not in batch:
+        raise ValueError(
+            f'--breakdown: the evaluation clips of {FLAGS.gin_file} have no {key!r}; got '
+            f'{sorted(batch)}'
+        )
+    gt = np.asarray(batch['depth'][:, middle], np.float64)
+    semantics = np.asarray(batch['semantics'][:, middle])
+    if semantics.max() >= len(FLAGS.class_names):
+      raise ValueError(
+          f'--class_names: {len(FLAGS.class_names)} names, but `semantics` has label '
+          f'{semantics.max()}'
+      )
+    bins = np.clip(np.digitize(gt, edges[1:-1]), 0, len(edges) - 2)
+    bin_names = [f'{a:g}-{b:g} m' for a, b in zip(edges, edges[1:])]
   prefixes = FLAGS.checkpoint
   if not prefixes:
     directory = os.path.join(FLAGS.run_dir, 'checkpoints')
@@ -84,7 +143,28 @@ def main(argv):
     prefixes = list(state.all_model_checkpoint_paths)
 
   def probe(label, model):
-    return {'state': label, 'activity': dfv_depth.decoder_activity(model, image)}
+    row = {'state': label, 'activity': dfv_depth.decoder_activity(model, image)}
+    if FLAGS.breakdown:
+      pred = np.asarray(task.call(model, {'image': batch['image'][:, middle]})['depth'])
+      metrics = DepthMetrics(max_depth=task.max_depth, median_scaling=task.median_scaling)
+      metrics.update(gt, pred)
+      row['abs_rel'] = metrics.result()['abs_rel']
+      row['breakdown'] = {}
+      for names, labels in ((FLAGS.class_names, semantics), (bin_names, bins)):
+        out = abs_rel_by_group(
+            gt,
+            pred,
+            labels,
+            len(names),
+            max_depth=task.max_depth,
+            median_scaling=task.median_scaling,
+        )
+        for i, name in enumerate(names):
+          row['breakdown'][name] = {
+              'abs_rel': float(out['abs_rel'][i]),
+              'share': float(out['share'][i]),
+          }
+    return row
 
   tf_keras.utils.set_random_seed(experiment.seed)
   rows = [probe('init', task.build_network())]
@@ -97,6 +177,8 @@ def main(argv):
       'command': 'python tools/dfv_depth_probe.py ' + shlex.join(sys.argv[1:]),
   }
   text = markdown(rows)
+  if FLAGS.breakdown:
+    text += '\n' + breakdown_markdown(rows)
   print(text)
   if FLAGS.output:
     files.write_json_atomic(FLAGS.output, result, sort_keys=True)

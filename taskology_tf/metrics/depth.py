@@ -83,3 +83,62 @@ def abs_rel(gt_depth: tf.Tensor, pred_depth: tf.Tensor, mask: Optional[tf.Tensor
   mask = tf.ones_like(gt_depth) if mask is None else mask
   err = tf.abs(gt_depth - pred_depth) / tf.maximum(gt_depth, 1e-6)
   return tf.reduce_sum(err * mask) / tf.maximum(tf.reduce_sum(mask), 1.0)
+
+
+def abs_rel_by_group(
+    gt_depth,
+    pred_depth,
+    groups,
+    num_groups: int,
+    min_depth: float = 1e-3,
+    max_depth: float = 80.0,
+    median_scaling: bool = False,
+) -> Dict[str, np.ndarray]:
+  """Where an Abs Rel comes from: its pixel sums split by an integer label per pixel.
+
+  Each map is scaled and clipped exactly as `DepthMetrics` does (the median ratio over all of
+  its valid pixels, not per group), so the groups' sums add up to `DepthMetrics`' Abs Rel sum:
+  sum(share * abs_rel) over groups = DepthMetrics().result()['abs_rel'].
+
+  Args:
+    gt_depth, pred_depth: [B, H, W, 1] metres.
+    groups: [B, H, W, 1] (or [B, H, W]) integers in [0, num_groups): e.g. semantic classes or
+      ground-truth depth bins.
+    num_groups: the number of groups.
+    min_depth, max_depth, median_scaling: as `DepthMetrics`.
+
+  Returns:
+    'abs_rel' [num_groups]: the pixel-pooled Abs Rel of each group's valid pixels (nan where a
+    group has none); 'share' [num_groups]: each group's fraction of all valid pixels;
+    'pixels' [num_groups].
+  """
+  gt = np.asarray(gt_depth, np.float64)
+  pred = np.asarray(pred_depth, np.float64)
+  labels = np.asarray(groups)
+  if labels.ndim == gt.ndim - 1:
+    labels = labels[..., np.newaxis]
+  if gt.shape != pred.shape or labels.shape != gt.shape:
+    raise ValueError(
+        f'abs_rel_by_group: gt_depth {gt.shape}, pred_depth {pred.shape} and groups '
+        f'{np.asarray(groups).shape} must have one shape'
+    )
+  if labels.size and (labels.min() < 0 or labels.max() >= num_groups):
+    raise ValueError(
+        f'abs_rel_by_group: groups must lie in [0, {num_groups}), got '
+        f'[{labels.min()}, {labels.max()}]'
+    )
+  sums = np.zeros(num_groups)
+  pixels = np.zeros(num_groups)
+  for g, p, l in zip(gt, pred, labels):
+    valid = (g > min_depth) & (g < max_depth)
+    if not valid.any():
+      continue
+    g, p, l = g[valid], p[valid], l[valid].astype(np.int64)
+    if median_scaling:
+      p = p * (np.median(g) / max(np.median(p), 1e-9))
+    p = np.clip(p, min_depth, max_depth)
+    sums += np.bincount(l, weights=np.abs(g - p) / g, minlength=num_groups)
+    pixels += np.bincount(l, minlength=num_groups)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    per_group = np.where(pixels > 0, sums / np.maximum(pixels, 1), np.nan)
+  return {'abs_rel': per_group, 'share': pixels / max(pixels.sum(), 1), 'pixels': pixels}

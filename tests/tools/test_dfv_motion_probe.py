@@ -219,6 +219,7 @@ def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path)
           '--gin_file=gin/tests/tiny.gin',
           f"--gin_bindings=DATA_DIR = '{tiny_world}'",
           f'--output={out}',
+          '--breakdown',
       ],
       capture_output=True,
       text=True,
@@ -227,6 +228,19 @@ def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path)
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = json.load(open(out))['rows']
+  # The breakdown splits each state's Abs Rel: per semantic class and per depth bin, the shares
+  # sum to 1 and share * Abs Rel sums to the whole (empty groups: nan, share 0).
+  classes = ['sky', 'ground', 'building', 'car', 'pedestrian']
+  bins = ['0-5 m', '5-10 m', '10-20 m', '20-40 m', '40-80 m']
+  for row in rows:
+    assert sorted(row['breakdown']) == sorted(classes + bins)
+    for names in (classes, bins):
+      parts = [row['breakdown'][n] for n in names]
+      assert sum(p['share'] for p in parts) == pytest.approx(1.0)
+      assert sum(p['share'] * p['abs_rel'] for p in parts if p['share'] > 0) == pytest.approx(
+          row['abs_rel'], rel=1e-9
+      )
+    assert row['breakdown']['sky']['share'] == 0.0  # Sky is beyond max_depth: never scored.
   assert [r['state'] for r in rows] == ['init', 'step 3', 'step 9']
   assert rows[1]['activity']['iconv1'] > 0.0 and rows[1]['activity']['output_spread'] > 0.0
   assert rows[2]['activity']['iconv1'] == 0.0
