@@ -1,4 +1,4 @@
-"""tools/compare.py's run_config: the command it builds, the DONE marker it writes (atomically,
+"""tools/compare_lib.py's run_config (what tools/compare.py runs per config and seed): the command it builds, the DONE marker it writes (atomically,
 through taskology_tf.files) after a successful run, and the reuse of a finished run. The trainer
 subprocess is replaced by a stand-in that writes what tools/train.py would."""
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from taskology_tf_tools import compare
+from taskology_tf_tools import compare_lib as compare
 
 
 class _FakeTrainer:
@@ -64,3 +64,24 @@ def test_run_config_names_the_log_when_training_fails(tmp_path, monkeypatch):
   with pytest.raises(RuntimeError, match=r'exited with 3; see .*bad/train.log'):
     compare.run_config('bad', ['a.gin'], 0, run_dir, [])
   assert not os.path.exists(os.path.join(run_dir, 'DONE'))
+
+
+def test_library_modules_define_no_flags():
+  # Tests import these modules in-process beside tools that define flags (tools/table1.py,
+  # tools/build_dataset.py); a flag defined in one of them clashes with a tool's flag of the same
+  # name (DuplicateFlagError) on whichever pytest worker imports both. In a fresh interpreter,
+  # importing them must register no flag from their own modules.
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  libs = ['compare_lib', 'benchmark_lib']
+  code = (
+      'from absl import flags\nimport taskology_tf_tools\n'
+      + ''.join(f'import taskology_tf_tools.{m}\n' for m in libs)
+      + 'print(sorted(m for m in flags.FLAGS.flags_by_module_dict()'
+      " if m.startswith('taskology_tf_tools')))\n"
+  )
+  out = subprocess.run(
+      [sys.executable, '-c', code], capture_output=True, text=True, check=True, timeout=300
+  )
+  assert out.stdout.strip().splitlines()[-1] == '[]', out.stdout
