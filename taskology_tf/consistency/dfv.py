@@ -454,7 +454,7 @@ GROUND_TRUTH_MOTION_KEYS = ('egomotion', 'object_motion')
 
 
 def motion_from_ground_truth(
-    egomotion: tf.Tensor, object_motion: tf.Tensor
+    egomotion: tf.Tensor, object_motion: tf.Tensor, speed: Optional[float] = None
 ) -> Dict[str, tf.Tensor]:
   """The DfV motion task's outputs (module docstring) from ground-truth motion.
 
@@ -462,6 +462,9 @@ def motion_from_ground_truth(
     egomotion: [B, T-1, 4, 4] cam_{t+1}_from_cam_t.
     object_motion: [B, T-1, H, W, 3] metres, camera t+1's frame, at frame-t pixels: the own
       motion m of the surface seen there, X_{t+1} = R X_t + T + m.
+    speed: None: the true translation T. Else (a diagnostic) T rescaled to this length in metres,
+      its direction kept (a zero T stays zero): the motion of a network that gets the rotation
+      and the heading right but predicts one speed for every pair. The object motion is kept.
 
   Returns:
     The forward (R, T, m) as axis-angle, translation and residual field, and the backward ones:
@@ -474,6 +477,9 @@ def motion_from_ground_truth(
   object_motion = tf.convert_to_tensor(object_motion, tf.float32)
   rotation = egomotion[..., :3, :3]
   translation = egomotion[..., :3, 3]
+  if speed is not None:
+    length = tf.norm(translation, axis=-1, keepdims=True)
+    translation = tf.math.divide_no_nan(translation, length) * float(speed)
   rotation_inv = tf.linalg.matrix_transpose(rotation)
   return {
       'rotation': transforms.matrix_to_axis_angle(rotation),
@@ -639,6 +645,9 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       (outside the trainer) the relation is as after the warm-up. With learned intrinsics the
       prior uses the motion's (stop-gradient), else batch['intrinsics'].
     warmup_camera_height, warmup_max_depth: the prior's `camera_height` and `max_depth`.
+    oracle_speed: with motion_task=None only (a diagnostic, ours): the ground-truth translation
+      rescaled to this length in metres, direction and rotation kept (`motion_from_ground_truth`),
+      to measure what a motion network that never learns the speed costs the depth.
     name: relation name.
   """
 
@@ -661,9 +670,22 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
       motion_warmup_steps: int = 0,
       warmup_camera_height: float = 1.5,
       warmup_max_depth: float = 80.0,
+      oracle_speed: Optional[float] = None,
       name: str = 'dfv_consistency',
   ):
     self.name = name
+    if oracle_speed is not None:
+      if motion_task is not None:
+        raise ValueError(
+            f'DfvConsistency({name!r}): oracle_speed={oracle_speed} rescales the ground-truth '
+            f'translation, but motion_task={motion_task!r} (the motion is learnt; set '
+            'motion_task=None)'
+        )
+      if not oracle_speed > 0:
+        raise ValueError(
+            f'DfvConsistency({name!r}): oracle_speed must be > 0 metres, got {oracle_speed!r}'
+        )
+    self.oracle_speed = None if oracle_speed is None else float(oracle_speed)
     _check_objective_options(counted_pixel_floor, occlusion_tolerance, f'DfvConsistency({name!r})')
     if isinstance(motion_warmup_steps, bool) or not isinstance(motion_warmup_steps, int):
       raise ValueError(
@@ -724,7 +746,9 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
           f'{list(GROUND_TRUTH_MOTION_KEYS)} from the mediator batch, which lacks {missing} '
           f'(it has {sorted(batch)})'
       )
-    return motion_from_ground_truth(batch['egomotion'], batch['object_motion'])
+    return motion_from_ground_truth(
+        batch['egomotion'], batch['object_motion'], speed=self.oracle_speed
+    )
 
   def _intrinsics(self, motion, batch, num_pairs):
     if self.learned_intrinsics:

@@ -435,6 +435,33 @@ def test_motion_from_ground_truth_golden():
   np.testing.assert_allclose(undone, x, atol=1e-5)
 
 
+def test_motion_from_ground_truth_at_a_fixed_speed():
+  # speed=2: T = (1, 2, 3) (length sqrt 14) becomes 2 (1, 2, 3) / sqrt 14; the rotation, the
+  # object motion and the backward translation's relation to the forward one (-R^T T) are
+  # kept. A zero translation stays zero (no direction to keep).
+  rot, trans = _rot_z(0.3), np.array([1.0, 2.0, 3.0], np.float32)
+  egomotion = np.tile(np.eye(4, dtype=np.float32), [1, 2, 1, 1])
+  egomotion[0, 0, :3, :3], egomotion[0, 0, :3, 3] = rot, trans
+  object_motion = np.zeros([1, 2, H, W, 3], np.float32)
+  object_motion[0, 0, 2, 3] = [0.5, 0.0, 0.0]
+  out = dfv.motion_from_ground_truth(egomotion, object_motion, speed=2.0)
+  scaled = 2.0 * trans / np.sqrt(14.0)
+  np.testing.assert_allclose(out['translation'][0, 0], scaled, atol=1e-6)
+  np.testing.assert_allclose(out['translation'][0, 1], [0, 0, 0])
+  np.testing.assert_allclose(out['translation_backward'][0, 0], -rot.T @ scaled, atol=1e-6)
+  np.testing.assert_allclose(out['rotation'][0, 0], [0, 0, 0.3], atol=1e-6)
+  np.testing.assert_array_equal(out['residual_translation'].numpy(), object_motion)
+
+
+def test_oracle_speed_needs_the_ground_truth_motion_and_a_positive_speed():
+  with pytest.raises(ValueError, match=r"oracle_speed=1.0 .*motion_task='motion'"):
+    dfv.DfvConsistency(oracle_speed=1.0)
+  with pytest.raises(ValueError, match='oracle_speed must be > 0 metres, got 0.0'):
+    dfv.DfvConsistency(motion_task=None, oracle_speed=0.0)
+  relation = dfv.DfvConsistency(motion_task=None, oracle_speed=0.9)
+  assert relation.oracle_speed == 0.9
+
+
 def test_relation_with_ground_truth_motion_equals_it_given_as_predictions():
   # motion_task=None: DfvConsistency reads the mediator batch's egomotion and object motion.
   # On the consistent clip of _clip_inputs (R = I, T = (0.4, 0, 0) per pair, nothing moving),
@@ -459,6 +486,21 @@ def test_relation_with_ground_truth_motion_equals_it_given_as_predictions():
     oracle({'depth': {'depth': depth}}, batch)
   with pytest.raises(ValueError, match='learned_intrinsics=True needs a motion_task'):
     dfv.DfvConsistency(motion_task=None, learned_intrinsics=True)
+  # oracle_speed at the true speed (0.4 m) changes nothing. At 0.8 m the translation doubles,
+  # so each pixel moves by f tx / d = 2 px * (0.8 / 0.4) / (d / 4): the doubled depth moves
+  # pixels as the true depth does under the true motion (same loss: the SSIM weights and the
+  # occlusion test see depth ratios, the same in both), and the true depth moves them 4 px, as
+  # the halved depth does under the true motion.
+  same, _ = dfv.DfvConsistency(motion_task=None, oracle_speed=0.4)(
+      {'depth': {'depth': depth}}, oracle_batch
+  )
+  assert float(same) == pytest.approx(float(loss), rel=1e-6, abs=1e-7)
+  fast = dfv.DfvConsistency(motion_task=None, oracle_speed=0.8)
+  doubled, _ = fast({'depth': {'depth': depth * 2.0}}, oracle_batch)
+  assert float(doubled) == pytest.approx(float(loss), rel=1e-5, abs=1e-6)
+  misaligned, _ = fast({'depth': {'depth': depth}}, oracle_batch)
+  assert float(misaligned) == pytest.approx(float(worse), rel=1e-5)
+  assert float(misaligned) > float(loss) + 1e-3
 
 
 def test_pair_directions_fold_frames_and_swap_the_motion_between_directions():
