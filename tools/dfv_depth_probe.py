@@ -19,6 +19,10 @@ evaluation makes it: flip averaging, the task's max_depth and median scaling), i
 Abs Rel per semantic class of the clips' `semantics` (--class_names) and per ground-truth depth
 bin (--depth_bins, metres), with each group's share of the valid pixels
 (`metrics.depth.abs_rel_by_group`: share * Abs Rel summed over groups is the whole Abs Rel).
+Where the clips carry `egomotion`, also whether each image's depth scale follows the clip's
+true speed (`metrics.depth.median_scale_vs_speed`: slope 0, a consistent scale; 1, the depth
+scaled by 1 / speed). To probe training clips, bind the evaluation clips' split, e.g.
+--gin_bindings="real_test/synthetic_world_clips.split='train[50%:]'" for Table 1's.
 
   python tools/dfv_depth_probe.py --run_dir=runs/table1/a/seed_1 \
       --gin_file=gin/experiments/synthetic/table1_a.gin --gin_bindings="DATA_DIR='/work/data_demo'" \
@@ -92,6 +96,24 @@ def breakdown_markdown(rows):
   )
 
 
+def scale_markdown(rows):
+  """The rows' depth-scale-vs-speed regressions as a markdown table."""
+  lines = [
+      '| state | slope of log(median scale) on log(speed) | corr | std of log scale |',
+      '|---|---|---|---|',
+  ]
+  for row in rows:
+    r = row['scale_vs_speed']
+    lines.append(
+        f"| {row['state']} | {r['slope']:.3f} | {r['corr']:.3f} | {r['std_log_scale']:.3f} |"
+    )
+  return (
+      '\n'.join(lines)
+      + '\n\nslope 0: one depth scale whatever the speed (the motion carries it); 1: each '
+      'depth scaled by 1 / speed (the depth absorbs it).\n'
+  )
+
+
 def main(argv):
   del argv
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -100,6 +122,7 @@ def main(argv):
 
   from taskology_tf.metrics.depth import abs_rel_by_group  # pylint: disable=g-import-not-at-top
   from taskology_tf.metrics.depth import DepthMetrics  # pylint: disable=g-import-not-at-top
+  from taskology_tf.metrics.depth import median_scale_vs_speed  # pylint: disable=g-import-not-at-top
   from taskology_tf.networks import dfv_depth  # pylint: disable=g-import-not-at-top
   from taskology_tf.tasks.base import to_float_image  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
@@ -133,6 +156,9 @@ def main(argv):
           f'{semantics.max()}'
       )
     bins = np.clip(np.digitize(gt, edges[1:-1]), 0, len(edges) - 2)
+    speed = None
+    if 'egomotion' in batch:  # [B, T-1, 4, 4]: the clip's mean step length.
+      speed = np.linalg.norm(np.asarray(batch['egomotion'])[..., :3, 3], axis=-1).mean(axis=1)
     bin_names = [f'{a:g}-{b:g} m' for a, b in zip(edges, edges[1:])]
   prefixes = FLAGS.checkpoint
   if not prefixes:
@@ -149,6 +175,8 @@ def main(argv):
       metrics = DepthMetrics(max_depth=task.max_depth, median_scaling=task.median_scaling)
       metrics.update(gt, pred)
       row['abs_rel'] = metrics.result()['abs_rel']
+      if speed is not None:
+        row['scale_vs_speed'] = median_scale_vs_speed(gt, pred, speed, max_depth=task.max_depth)
       row['breakdown'] = {}
       for names, labels in ((FLAGS.class_names, semantics), (bin_names, bins)):
         out = abs_rel_by_group(
@@ -179,6 +207,8 @@ def main(argv):
   text = markdown(rows)
   if FLAGS.breakdown:
     text += '\n' + breakdown_markdown(rows)
+    if 'scale_vs_speed' in rows[0]:
+      text += '\n' + scale_markdown(rows)
   print(text)
   if FLAGS.output:
     files.write_json_atomic(FLAGS.output, result, sort_keys=True)

@@ -142,3 +142,56 @@ def abs_rel_by_group(
   with np.errstate(invalid='ignore', divide='ignore'):
     per_group = np.where(pixels > 0, sums / np.maximum(pixels, 1), np.nan)
   return {'abs_rel': per_group, 'share': pixels / max(pixels.sum(), 1), 'pixels': pixels}
+
+
+def median_scale_vs_speed(
+    gt_depth, pred_depth, speed, min_depth: float = 1e-3, max_depth: float = 80.0
+) -> Dict[str, float]:
+  """Whether a monocular depth's per-image scale follows the camera's speed.
+
+  Self-supervised depth and translation are known up to one scale per frame pair: a depth
+  network that cannot see the speed, trained with a motion network that does not learn it,
+  can only match the photometric loss by scaling each image's depth by 1 / speed, which a
+  single image does not tell (unless the network memorises its training images). Per image,
+  the median-scaling factor s = median(gt) / median(pred) over valid pixels (what
+  `DepthMetrics(median_scaling=True)` multiplies the prediction by) is regressed on the true
+  speed in logs: log s = a + slope * log speed.
+
+  Args:
+    gt_depth, pred_depth: [B, H, W, 1] metres.
+    speed: [B] the true translation length of each image's frame pair, metres.
+    min_depth, max_depth: valid ground-truth range, as `DepthMetrics`.
+
+  Returns:
+    'slope': 0 when the depth's scale does not depend on the speed (a consistent scale, the
+    motion carrying the speed), 1 when each depth is scaled by 1 / speed (the speed absorbed
+    by the depth); 'corr': the correlation of log s with log speed; 'std_log_scale': the spread
+    of log s over images (0: one scale for all); 'images': the images with valid pixels.
+  """
+  gt = np.asarray(gt_depth, np.float64)
+  pred = np.asarray(pred_depth, np.float64)
+  speed = np.asarray(speed, np.float64).reshape(-1)
+  if gt.shape != pred.shape or speed.shape[0] != gt.shape[0]:
+    raise ValueError(
+        f'median_scale_vs_speed: gt_depth {gt.shape} and pred_depth {pred.shape} must have one '
+        f'shape, and speed {speed.shape} one value per image'
+    )
+  log_scale, log_speed = [], []
+  for g, p, v in zip(gt, pred, speed):
+    valid = (g > min_depth) & (g < max_depth)
+    if not valid.any() or v <= 0:
+      continue
+    log_scale.append(np.log(np.median(g[valid]) / max(np.median(p[valid]), 1e-9)))
+    log_speed.append(np.log(v))
+  log_scale, log_speed = np.array(log_scale), np.array(log_speed)
+  if len(log_scale) < 2 or np.std(log_speed) == 0:
+    raise ValueError(
+        f'median_scale_vs_speed: needs >= 2 images with valid depth and different speeds, got '
+        f'{len(log_scale)} image(s)'
+    )
+  centred_speed = log_speed - log_speed.mean()
+  centred_scale = log_scale - log_scale.mean()
+  slope = float(np.sum(centred_speed * centred_scale) / np.sum(centred_speed**2))
+  spread = float(np.std(log_scale))
+  corr = float(np.corrcoef(log_speed, log_scale)[0, 1]) if spread > 1e-12 else 0.0
+  return {'slope': slope, 'corr': corr, 'std_log_scale': spread, 'images': len(log_scale)}

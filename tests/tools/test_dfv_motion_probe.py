@@ -198,7 +198,9 @@ def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path)
   gin.clear_config()
   try:
     experiment_lib.parse_gin([GIN, 'gin/tests/tiny.gin'], bindings, search_dirs=[REPO_ROOT])
-    net = experiment_lib.Experiment().config('depth').task.build_network()
+    experiment = experiment_lib.Experiment()
+    net = experiment.config('depth').task.build_network()
+    clips = list(experiment.evaluation_clips().take(16))
   finally:
     gin.clear_config()
   run_dir = str(tmp_path / 'run')
@@ -246,6 +248,17 @@ def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path)
   assert rows[2]['activity']['iconv1'] == 0.0
   assert rows[2]['activity']['output_spread'] == pytest.approx(0.0, abs=1e-6)
   assert '| step 9 |' in open(os.path.splitext(out)[0] + '.md').read()
+  # The depth scale against the clips' speed: at step 9 the map is one constant c, so each
+  # image's median scale is median(gt) / c and its log spread is that of log median(gt).
+  log_medians = []
+  for clip in clips:
+    gt = clip['depth'][clip['depth'].shape[0] // 2].numpy()
+    log_medians.append(np.log(np.median(gt[(gt > 1e-3) & (gt < 80.0)])))
+  scale = rows[2]['scale_vs_speed']
+  assert scale['images'] == len(clips)
+  assert scale['std_log_scale'] == pytest.approx(np.std(log_medians), rel=1e-4)
+  assert all(np.isfinite(r['scale_vs_speed']['slope']) for r in rows)
+  assert '| step 9 |' in open(os.path.splitext(out)[0] + '.md').read().split('slope of log')[1]
 
 
 def test_experiment_for_probe_names_the_flag_and_the_gin_files():
