@@ -166,7 +166,8 @@ def median_scale_vs_speed(
     'slope': 0 when the depth's scale does not depend on the speed (a consistent scale, the
     motion carrying the speed), 1 when each depth is scaled by 1 / speed (the speed absorbed
     by the depth); 'corr': the correlation of log s with log speed; 'std_log_scale': the spread
-    of log s over images (0: one scale for all); 'images': the images with valid pixels.
+    of log s over images (0: one scale for all); 'images': the images used (those with valid
+    pixels and a positive speed; a stopped camera's pair tells no scale).
   """
   gt = np.asarray(gt_depth, np.float64)
   pred = np.asarray(pred_depth, np.float64)

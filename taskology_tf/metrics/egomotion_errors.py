@@ -116,6 +116,19 @@ def summarise(errors):
   out['translation_scale_ratio_median'] = float(np.median(ratio)) if ratio.size else float('nan')
   positive = ratio[ratio > 0]
   out['translation_scale_log_std'] = float(np.std(np.log(positive))) if positive.size else 0.0
+  # The true speeds' own spread (what translation_scale_log_std equals when one speed is
+  # predicted for every pair), their range, and how many true directions lie within 1 deg of
+  # the optical axis.
+  speeds = errors['true_translation_norm']
+  out['true_translation_log_std'] = float(np.std(np.log(speeds))) if speeds.size else 0.0
+  out['true_translation_range_m'] = (
+      [float(speeds.min()), float(speeds.max())] if speeds.size else []
+  )
+  out['true_translation_median_m'] = float(np.median(speeds)) if speeds.size else float('nan')
+  on_axis = np.degrees(np.arccos(np.clip(np.abs(errors['true_direction'][:, 2]), 0.0, 1.0)))
+  out['true_direction_within_1deg_of_axis'] = (
+      float(np.mean(on_axis < 1.0)) if speeds.size else float('nan')
+  )
   # Direction errors by how far the camera moved (a slow pair has less parallax, so its
   # direction is harder) and by how far it turned (a turn's flow resembles a sideways move's).
   direction_by = (
@@ -173,7 +186,16 @@ def markdown(summary):
       ),
       ('norm(t_pred) / norm(t_gt), median', summary['translation_scale_ratio_median']),
       ('std of log(norm(t_pred) / norm(t_gt)) over pairs', summary['translation_scale_log_std']),
+      ('std of log(norm(t_gt)) over pairs', summary['true_translation_log_std']),
+      (
+          'fraction of true translations within 1 deg of the optical axis',
+          summary['true_direction_within_1deg_of_axis'],
+      ),
   ]
+  if summary['true_translation_range_m']:
+    low, high = summary['true_translation_range_m']
+    rows.append(('true norm(t) range (m)', f'{low:.3g}-{high:.3g}'))
+    rows.append(('true norm(t), median (m)', summary['true_translation_median_m']))
   for key, name in (
       ('mean_predicted_direction', 'mean predicted t / norm(t) (x right, y down, z forward)'),
       ('mean_true_direction', 'mean true t / norm(t)'),

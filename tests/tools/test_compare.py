@@ -1,13 +1,14 @@
-"""tools/compare_lib.py's run_config (what tools/compare.py runs per config and seed): the command it builds, the DONE marker it writes (atomically,
-through taskology_tf.files) after a successful run, and the reuse of a finished run. The trainer
-subprocess is replaced by a stand-in that writes what tools/train.py would."""
+"""tools/compare_lib.py's run_config (what tools/compare.py runs per config and seed): the
+command it builds, the DONE marker it writes (atomically, through taskology_tf.files) after a
+successful run, and the reuse of a finished run. The trainer subprocess is replaced by a
+stand-in that writes what tools/train.py would."""
 
 import json
 import os
 
 import pytest
 
-from taskology_tf_tools import compare_lib as compare
+from taskology_tf_tools import compare_lib
 
 
 class _FakeTrainer:
@@ -29,9 +30,9 @@ class _FakeTrainer:
 
 def test_run_config_marks_done_and_reuses(tmp_path, monkeypatch):
   _FakeTrainer.commands = []
-  monkeypatch.setattr(compare.subprocess, 'Popen', _FakeTrainer)
+  monkeypatch.setattr(compare_lib.subprocess, 'Popen', _FakeTrainer)
   run_dir = str(tmp_path / 'cfg' / 'seed_1')
-  metrics = compare.run_config('cfg', ['a.gin', 'b.gin'], 1, run_dir, ['X = 2'])
+  metrics = compare_lib.run_config('cfg', ['a.gin', 'b.gin'], 1, run_dir, ['X = 2'])
   assert metrics == {'depth': {'abs_rel': 0.25}}
   (cmd,) = _FakeTrainer.commands
   assert (
@@ -48,7 +49,7 @@ def test_run_config_marks_done_and_reuses(tmp_path, monkeypatch):
     assert f.read().endswith(' s\n')
   assert not [n for n in os.listdir(run_dir) if '.tmp-' in n]  # No temporary left behind.
   # A finished run is read back, not trained again.
-  assert compare.run_config('cfg', ['a.gin'], 1, run_dir, []) == metrics
+  assert compare_lib.run_config('cfg', ['a.gin'], 1, run_dir, []) == metrics
   assert len(_FakeTrainer.commands) == 1
 
 
@@ -59,10 +60,10 @@ def test_run_config_names_the_log_when_training_fails(tmp_path, monkeypatch):
       super().__init__(cmd, stdout, stderr)
       self.returncode = 3
 
-  monkeypatch.setattr(compare.subprocess, 'Popen', _Failing)
+  monkeypatch.setattr(compare_lib.subprocess, 'Popen', _Failing)
   run_dir = str(tmp_path / 'bad')
   with pytest.raises(RuntimeError, match=r'exited with 3; see .*bad/train.log'):
-    compare.run_config('bad', ['a.gin'], 0, run_dir, [])
+    compare_lib.run_config('bad', ['a.gin'], 0, run_dir, [])
   assert not os.path.exists(os.path.join(run_dir, 'DONE'))
 
 

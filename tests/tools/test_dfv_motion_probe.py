@@ -48,6 +48,11 @@ def test_compare_egomotion_goldens():
   np.testing.assert_allclose(summary['mean_true_direction'], [0.7071068, 0.7071068, 0], atol=1e-6)
   assert '| mean true t / norm(t) | (0.707, 0.707, 0.000) |' in dfv_motion_probe.markdown(summary)
   assert summary['direction_error_by_true_speed'] == []  # one moving pair: no terciles
+  # The one moving pair's true |t| is sqrt 2 (no spread), and (1, 1, 0) is 90 deg off the axis.
+  assert summary['true_translation_log_std'] == 0.0
+  assert summary['true_translation_range_m'] == pytest.approx([np.sqrt(2), np.sqrt(2)])
+  assert summary['true_direction_within_1deg_of_axis'] == 0.0
+  assert '| true norm(t) range (m) | 1.41-1.41 |' in dfv_motion_probe.markdown(summary)
 
 
 def test_direction_error_terciles_by_true_speed():
@@ -71,6 +76,12 @@ def test_direction_error_terciles_by_true_speed():
   assert [t['off_30deg'] for t in terciles] == [1.0, 0.0, 0.0]
   np.testing.assert_allclose(terciles[0]['true_translation_m'], [0.1, 0.1 + 0.5 / 3], rtol=1e-6)
   assert 'direction error for true norm(t) in [0.10, 0.27] m' in egomotion_errors.markdown(summary)
+  # All six true translations lie on the axis (0, 0, |t|); their log speeds log(0.1 k),
+  # k = 1..6, spread as log k does.
+  assert summary['true_direction_within_1deg_of_axis'] == 1.0
+  assert summary['true_translation_log_std'] == pytest.approx(np.std(np.log(np.arange(1, 7))))
+  assert summary['true_translation_range_m'] == pytest.approx([0.1, 0.6])
+  assert summary['true_translation_median_m'] == pytest.approx(0.35)  # (0.3 + 0.4) / 2
 
 
 def test_direction_error_terciles_by_true_rotation():
