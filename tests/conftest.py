@@ -65,3 +65,17 @@ def dead_port():
     yield sock.getsockname()[1]
   finally:
     sock.close()
+
+
+def run_tool(tool, args, timeout=300):
+  """Runs tools/<tool>.py with `args` from the repo root; returns the CompletedProcess (text)."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  return subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, 'tools', f'{tool}.py'), *args],
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      cwd=REPO_ROOT,
+  )

@@ -3,13 +3,12 @@ a motion network saved as a run's checkpoint, scored on the tiny synthetic world
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.conftest import run_tool
 
 
 def _rot_z(degrees):
@@ -133,13 +132,7 @@ GIN = 'gin/experiments/synthetic/dfv_depth_motion_counted.gin'
 
 
 def _probe(args):
-  return subprocess.run(
-      [sys.executable, os.path.join(REPO_ROOT, 'tools', 'dfv_motion_probe.py'), *args],
-      capture_output=True,
-      text=True,
-      timeout=300,
-      cwd=REPO_ROOT,
-  )
+  return run_tool('dfv_motion_probe', args)
 
 
 def test_probe_end_to_end_on_a_saved_motion_network(tiny_world, tmp_path):
@@ -223,10 +216,9 @@ def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path)
   checkpoint.step.assign(9)
   manager.save(checkpoint_number=9)
   out = str(tmp_path / 'probe' / 'depth.json')
-  proc = subprocess.run(
+  proc = run_tool(
+      'dfv_depth_probe',
       [
-          sys.executable,
-          os.path.join(REPO_ROOT, 'tools', 'dfv_depth_probe.py'),
           f'--run_dir={run_dir}',
           f'--gin_file={GIN}',
           '--gin_file=gin/tests/tiny.gin',
@@ -234,10 +226,6 @@ def test_depth_probe_end_to_end_on_saved_depth_checkpoints(tiny_world, tmp_path)
           f'--output={out}',
           '--breakdown',
       ],
-      capture_output=True,
-      text=True,
-      timeout=300,
-      cwd=REPO_ROOT,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = json.load(open(out))['rows']

@@ -1,23 +1,19 @@
 """tools/dfv_objective_probe.py end to end on the tiny synthetic world (no networks)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_tool
 from tests.conftest import TINY_HEIGHT
 from tests.conftest import TINY_WIDTH
 
 
 def test_objective_probe_scores_the_depth_variants(tiny_world):
-  proc = subprocess.run(
+  proc = run_tool(
+      'dfv_objective_probe',
       [
-          sys.executable,
-          os.path.join(REPO_ROOT, 'tools', 'dfv_objective_probe.py'),
           '--domain=real',
           '--split=test',
           f'--height={TINY_HEIGHT}',
@@ -26,10 +22,6 @@ def test_objective_probe_scores_the_depth_variants(tiny_world):
           '--loss_variants=1.0:0.0,0.25:1e9',
           '--exclude=movable',
       ],
-      capture_output=True,
-      text=True,
-      timeout=300,
-      cwd=REPO_ROOT,
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   text = proc.stdout
