@@ -62,6 +62,7 @@ def main(argv):
 
   from taskology_tf.datasets.synthetic_world import scene  # pylint: disable=g-import-not-at-top
   from taskology_tf.geometry import transforms  # pylint: disable=g-import-not-at-top
+  from taskology_tf.tasks import base as task_base  # pylint: disable=g-import-not-at-top
   from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
 
   if FLAGS.max_clips < 1 or FLAGS.batch_size < 1:
@@ -79,7 +80,15 @@ def main(argv):
     )
   clips = clips.take(FLAGS.max_clips).batch(FLAGS.batch_size)
   model, info = frozen.load_frozen_network(task, FLAGS.run_dir)
-  predict = tf.function(lambda image: task.predict_mediator(model, {'image': image}))
+  # A motion network fed predicted depth (DfvMotionTask.depth_input_task) gets the run's own
+  # depth network's predictions, as in training.
+  tasks, models = {task.name: task}, {task.name: model}
+  for up in task.input_tasks:
+    tasks[up] = experiment.config(up).task
+    models[up], _ = frozen.load_frozen_network(tasks[up], FLAGS.run_dir)
+  predict = tf.function(
+      lambda image: task_base.predict_in_order(tasks, models, {'image': image})[task.name]
+  )
   parts = {k: [] for k in ('pred_r', 'pred_t', 'gt_r', 'gt_t', 'back_r')}
   labelled = all(k in clips.element_spec for k in ('semantics', 'depth', 'object_motion'))
   attributes = {}

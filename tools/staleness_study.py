@@ -18,7 +18,7 @@ from absl import flags
 from taskology_tf import files
 from taskology_tf.training import results
 import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
-from taskology_tf_tools import compare
+from taskology_tf_tools import compare_lib
 
 flags.DEFINE_string(
     'gin_file',
@@ -77,7 +77,7 @@ def main(argv):
     for seed in range(FLAGS.seeds):
       run_dir = os.path.join(FLAGS.out_dir, name, f'seed_{seed}')
       runs.append(
-          compare.run_config(
+          compare_lib.run_config(
               name,
               [FLAGS.gin_file],
               seed,

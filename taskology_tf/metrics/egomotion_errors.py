@@ -125,6 +125,23 @@ def summarise(errors):
       [float(speeds.min()), float(speeds.max())] if speeds.size else []
   )
   out['true_translation_median_m'] = float(np.median(speeds)) if speeds.size else float('nan')
+  # Whether the predicted speed follows the true one: the least-squares slope of
+  # log norm(t_pred) on log norm(t_gt) over pairs (1: it does, up to one scale; 0: one speed for
+  # every pair) and their correlation. NaN with fewer than 2 pairs or one true speed.
+  keep = ratio > 0
+  log_true = np.log(speeds[keep].astype(np.float64)) if speeds.size else np.zeros([0])
+  log_pred = np.log(ratio[keep].astype(np.float64)) + log_true if speeds.size else np.zeros([0])
+  if log_true.size >= 2 and np.var(log_true) > 0:
+    centred_true, centred_pred = log_true - log_true.mean(), log_pred - log_pred.mean()
+    out['speed_slope'] = float(np.sum(centred_true * centred_pred) / np.sum(centred_true**2))
+    # One speed for every pair up to float32 rounding (std < 1e-5 in log) does not correlate.
+    if np.std(log_pred) > 1e-5:
+      denominator = np.sqrt(np.sum(centred_true**2) * np.sum(centred_pred**2))
+      out['speed_corr'] = float(np.sum(centred_true * centred_pred) / denominator)
+    else:
+      out['speed_corr'] = 0.0
+  else:
+    out['speed_slope'] = out['speed_corr'] = float('nan')
   on_axis = np.degrees(np.arccos(np.clip(np.abs(errors['true_direction'][:, 2]), 0.0, 1.0)))
   out['true_direction_within_1deg_of_axis'] = (
       float(np.mean(on_axis < 1.0)) if speeds.size else float('nan')
@@ -187,6 +204,14 @@ def markdown(summary):
       ('norm(t_pred) / norm(t_gt), median', summary['translation_scale_ratio_median']),
       ('std of log(norm(t_pred) / norm(t_gt)) over pairs', summary['translation_scale_log_std']),
       ('std of log(norm(t_gt)) over pairs', summary['true_translation_log_std']),
+      (
+          'slope of log norm(t_pred) on log norm(t_gt) (1: speed learnt, 0: one speed)',
+          summary.get('speed_slope', float('nan')),
+      ),
+      (
+          'correlation of log norm(t_pred) with log norm(t_gt)',
+          summary.get('speed_corr', float('nan')),
+      ),
       (
           'fraction of true translations within 1 deg of the optical axis',
           summary['true_direction_within_1deg_of_axis'],

@@ -125,7 +125,16 @@ class _Scales(keras.layers.Layer):
     )
 
 
-def _conv(filters, kernel, stride, regularizer, name, activation='relu', use_bias=True):
+def _conv(
+    filters,
+    kernel,
+    stride,
+    regularizer,
+    name,
+    activation='relu',
+    use_bias=True,
+    kernel_initializer='glorot_uniform',
+):
   # contrib layers.conv2d defaults: SAME padding, Glorot-uniform kernels, zero biases.
   return keras.layers.Conv2D(
       filters,
@@ -134,6 +143,7 @@ def _conv(filters, kernel, stride, regularizer, name, activation='relu', use_bia
       padding='same',
       activation=activation,
       use_bias=use_bias,
+      kernel_initializer=kernel_initializer,
       kernel_regularizer=regularizer,
       name=name,
   )
@@ -193,6 +203,8 @@ def build_dfv_motion_net(
     rotation_scale_init: float = SCALE_INIT,
     translation_scale_init: float = SCALE_INIT,
     scale_learning_rate_multiplier: float = 1.0,
+    channels_per_frame: int = 3,
+    encoder_initializer: str = 'glorot_uniform',
     name: str = 'dfv_motion',
 ) -> keras.Model:
   """Builds the motion-field network.
@@ -213,10 +225,19 @@ def build_dfv_motion_net(
     scale_learning_rate_multiplier: k > 0 (ours; 1 as published): the two scales alone learn
       k times faster (stored as value / k, used as k * variable; _Scales), for schedules far
       shorter than the reference's.
+    channels_per_frame: channels of each input frame: 3 (RGB, as published) or 4 (RGB and the
+      predicted depth, the 'cascade' of Li et al. 2020, depth_and_motion_learning, whose
+      motion network takes RGB-D pairs, 8 channels; its default).
+    encoder_initializer: kernel initializer of the seven encoder convolutions:
+      'glorot_uniform' (the reference's contrib default) or 'he_normal' (ours). Through seven
+      ReLU layers Glorot's variance halves per layer, so the bottleneck the background motion is
+      read from starts ~10x smaller than its input and the translation barely varies between
+      pairs (README, "the speed it does not teach"); He's keeps the activations' scale.
     name: Keras model name.
 
   Returns:
-    A tf_keras Model with inputs `image_a`, `image_b` (float32 [B, H, W, 3] RGB in [0, 1]) and
+    A tf_keras Model with inputs `image_a`, `image_b` (float32 [B, H, W, channels_per_frame]:
+    RGB in [0, 1], then the depth in metres if 4) and
     outputs, for cam_b_from_cam_a:
       'rotation_angles' [B, 3] float32, radians (R = matrix_from_angles(angles));
       'translation' [B, 3] float32, metres, camera b's frame (background motion);
@@ -240,16 +261,26 @@ def build_dfv_motion_net(
         'build_dfv_motion_net: scale_learning_rate_multiplier must be > 0, got'
         f' {scale_learning_rate_multiplier}'
     )
+  if channels_per_frame not in (3, 4):
+    raise ValueError(
+        'build_dfv_motion_net: channels_per_frame must be 3 (RGB) or 4 (RGB and depth), got'
+        f' {channels_per_frame}'
+    )
+  if encoder_initializer not in ('glorot_uniform', 'he_normal'):
+    raise ValueError(
+        "build_dfv_motion_net: encoder_initializer must be 'glorot_uniform' or 'he_normal', got"
+        f' {encoder_initializer!r}'
+    )
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
-  image_a = keras.Input(shape=(height, width, 3), name='image_a')
-  image_b = keras.Input(shape=(height, width, 3), name='image_b')
+  image_a = keras.Input(shape=(height, width, channels_per_frame), name='image_a')
+  image_b = keras.Input(shape=(height, width, channels_per_frame), name='image_b')
   images = keras.layers.Concatenate(name='pair')([image_a, image_b])
   features = []
   x = images
   for i, filters in enumerate(
       dfv_depth.scaled_filters(ENCODER_FILTERS, filters_scale, 'build_dfv_motion_net')
   ):
-    x = _conv(filters, 3, 2, regularizer, f'conv{i + 1}')(x)
+    x = _conv(filters, 3, 2, regularizer, f'conv{i + 1}', kernel_initializer=encoder_initializer)(x)
     features.append(x)
   bottleneck = keras.layers.Lambda(
       lambda t: tf.reduce_mean(t, axis=[1, 2], keepdims=True), name='bottleneck'

@@ -13,10 +13,16 @@ Shapes used throughout:
   clip structure ([B, T, ...] for per-frame tasks, [B, T-1, ...] for per-pair tasks), which is
   what consistency relations consume. A stale peer answering over gRPC returns exactly what
   `call` returns, so relations cannot tell the two apart.
+- A task may take another task's predictions as inputs (`input_tasks`, e.g. a motion network
+  fed the predicted depth, the cascade of Li et al. 2020). Whoever predicts it first adds the
+  upstream task's predictions to the mediator under `upstream_key(task, output)`
+  (`with_upstream`); `serving_inputs` reads them from there, so a remote peer is sent them on
+  the wire. They are constants to the downstream task (no gradient flows into the upstream
+  task through them); `predict_in_order` runs a set of tasks upstream-first.
 """
 
 import abc
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -31,10 +37,92 @@ def to_float_image(image: tf.Tensor) -> tf.Tensor:
   return tf.cast(image, tf.float32)
 
 
+UPSTREAM_PREFIX = 'upstream/'
+
+
+def upstream_key(task: str, output: str) -> str:
+  """The mediator key under which task `task`'s output `output` reaches downstream tasks."""
+  return f'{UPSTREAM_PREFIX}{task}/{output}'
+
+
+def with_upstream(mediator: Mapping[str, tf.Tensor], task: str, predictions: Tensors) -> Tensors:
+  """A copy of `mediator` carrying `task`'s (unflattened) predictions, as constants."""
+  out = dict(mediator)
+  for k, v in predictions.items():
+    out[upstream_key(task, k)] = tf.stop_gradient(v)
+  return out
+
+
+def has_upstream(mediator: Mapping[str, tf.Tensor], task: str) -> bool:
+  """Whether `mediator` already carries predictions of `task`."""
+  prefix = f'{UPSTREAM_PREFIX}{task}/'
+  return any(k.startswith(prefix) for k in mediator)
+
+
+def upstream_order(tasks: Mapping[str, 'Task']) -> Tuple[str, ...]:
+  """Task names with every task after the tasks of this set it takes inputs from.
+
+  Raises ValueError on a cycle (a task that, through others, feeds itself).
+  """
+  order, state = [], {}
+
+  def visit(name, path):
+    if state.get(name) == 'done':
+      return
+    if state.get(name) == 'visiting':
+      raise ValueError(f'tasks feed each other in a cycle: {" -> ".join(path + [name])}')
+    state[name] = 'visiting'
+    for up in tasks[name].input_tasks:
+      if up in tasks:
+        visit(up, path + [name])
+    state[name] = 'done'
+    order.append(name)
+
+  for name in tasks:
+    visit(name, [])
+  return tuple(order)
+
+
+def predict_in_order(
+    tasks: Mapping[str, 'Task'],
+    models: Mapping[str, keras.Model],
+    mediator: Mapping[str, tf.Tensor],
+    training: bool = False,
+    given: Optional[Mapping[str, Tensors]] = None,
+) -> Dict[str, Tensors]:
+  """`predict_mediator` of every task, upstream tasks first, each fed what it takes.
+
+  A task's upstream predictions come from `given` (e.g. a stale peer's), else from this set's
+  own predictions, else from what `mediator` already carries; missing everywhere is an error
+  naming both tasks.
+  """
+  given = dict(given or {})
+  out = {}
+  for name in upstream_order(tasks):
+    task = tasks[name]
+    batch = mediator
+    for up in task.input_tasks:
+      source = given.get(up, out.get(up))
+      if source is not None:
+        batch = with_upstream(batch, up, source)
+      elif not has_upstream(batch, up):
+        raise KeyError(
+            f'task {name!r} takes the predictions of task {up!r} as inputs, but {up!r} is '
+            'neither predicted here nor given (nor already in the mediator batch)'
+        )
+    out[name] = task.predict_mediator(models[name], batch, training=training)
+  return out
+
+
 class Task(abc.ABC):
   """Base class of all tasks. Subclasses set `name` and implement the abstract methods."""
 
   name: str = 'task'
+
+  @property
+  def input_tasks(self) -> Sequence[str]:
+    """Tasks whose predictions this task takes as inputs (none by default)."""
+    return ()
 
   @property
   @abc.abstractmethod

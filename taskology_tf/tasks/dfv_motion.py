@@ -7,6 +7,7 @@ import tensorflow as tf
 from taskology_tf.geometry import transforms
 from taskology_tf.networks import dfv_motion
 from taskology_tf.tasks.base import to_float_image
+from taskology_tf.tasks.base import upstream_key
 from taskology_tf.tasks.egomotion import EgomotionTask
 
 
@@ -43,6 +44,16 @@ class DfvMotionTask(EgomotionTask):
       rotation is small. The network learns the rest; the translation field is unchanged.
       With the published 0.01 output scales the motion starts at the prior instead of at
       ~0 (README, "Why the depth waits").
+    depth_input_task: None (published: the network sees the RGB pair), or the name of a depth
+      task whose predicted depth of both frames is stacked onto their RGB (8 input channels):
+      the 'cascade' of Li et al. 2020 (depth_and_motion_learning, on by default there), the
+      same group's successor of DfVitW. It tells the network the scale the depth network
+      chose, so the translation can follow it; the depth is a constant input (a peer's
+      prediction, no gradient into the depth network through it). Wire inputs gain
+      'depth_a', 'depth_b' (float32 [H, W, 1], metres), read from the mediator's upstream
+      predictions (tasks/base.with_upstream).
+    encoder_initializer: the encoder convolutions' kernel initializer, 'glorot_uniform' (as
+      published) or 'he_normal' (ours; networks/dfv_motion.build_dfv_motion_net).
     name: task name.
   """
 
@@ -57,6 +68,8 @@ class DfvMotionTask(EgomotionTask):
       translation_scale_init: float = dfv_motion.SCALE_INIT,
       scale_learning_rate_multiplier: float = 1.0,
       translation_prior: Optional[Sequence[float]] = None,
+      depth_input_task: Optional[str] = None,
+      encoder_initializer: str = 'glorot_uniform',
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
@@ -79,6 +92,55 @@ class DfvMotionTask(EgomotionTask):
         )
       translation_prior = tuple(prior)
     self.translation_prior = translation_prior
+    if depth_input_task is not None and (
+        not isinstance(depth_input_task, str) or not depth_input_task
+    ):
+      raise ValueError(
+          f'DfvMotionTask.depth_input_task must be a task name or None, got {depth_input_task!r}'
+      )
+    if depth_input_task == name:
+      raise ValueError(
+          f'DfvMotionTask.depth_input_task cannot be the motion task itself ({name!r})'
+      )
+    self.depth_input_task = depth_input_task
+    self.encoder_initializer = encoder_initializer
+
+  @property
+  def input_tasks(self):
+    return (self.depth_input_task,) if self.depth_input_task else ()
+
+  @property
+  def input_spec(self):
+    spec = dict(super().input_spec)
+    if self.depth_input_task:
+      depth = tf.TensorSpec([self.height, self.width, 1], tf.float32)
+      spec.update(depth_a=depth, depth_b=depth)
+    return spec
+
+  def serving_inputs(self, mediator):
+    inputs = super().serving_inputs(mediator)
+    if self.depth_input_task:
+      key = upstream_key(self.depth_input_task, 'depth')
+      if key not in mediator:
+        raise KeyError(
+            f'task {self.name!r} takes the depth of task {self.depth_input_task!r} as input '
+            f'(DfvMotionTask.depth_input_task); the mediator batch has no {key!r}'
+        )
+      depth = tf.cast(mediator[key], tf.float32)
+      shape = tf.shape(depth)
+      flat = tf.concat([[-1], shape[2:]], 0)
+      inputs['depth_a'] = tf.reshape(depth[:, :-1], flat)
+      inputs['depth_b'] = tf.reshape(depth[:, 1:], flat)
+    return inputs
+
+  def dedicated_inputs(self, batch):
+    if self.depth_input_task:
+      raise ValueError(
+          f'task {self.name!r} takes predicted depth as input (depth_input_task='
+          f'{self.depth_input_task!r}) and so trains on the mediator only; it has no dedicated '
+          'batches (drop its dedicated_clips)'
+      )
+    return super().dedicated_inputs(batch)
 
   @property
   def output_spec(self):
@@ -106,6 +168,8 @@ class DfvMotionTask(EgomotionTask):
         rotation_scale_init=self.rotation_scale_init,
         translation_scale_init=self.translation_scale_init,
         scale_learning_rate_multiplier=self.scale_learning_rate_multiplier,
+        channels_per_frame=4 if self.depth_input_task else 3,
+        encoder_initializer=self.encoder_initializer,
         name=f'{self.name}_dfv_motion',
     )
 
@@ -115,11 +179,15 @@ class DfvMotionTask(EgomotionTask):
     return {'scale/rotation': float(rotation), 'scale/translation': float(translation)}
 
   def call(self, model, inputs, training=False):
-    for key in ('image_a', 'image_b'):
+    needed = ('image_a', 'image_b') + (('depth_a', 'depth_b') if self.depth_input_task else ())
+    for key in needed:
       if key not in inputs:
         raise KeyError(f'task {self.name!r}: missing input tensor {key!r}; got {sorted(inputs)}')
     a = to_float_image(inputs['image_a'])
     b = to_float_image(inputs['image_b'])
+    if self.depth_input_task:
+      a = tf.concat([a, tf.cast(inputs['depth_a'], tf.float32)], -1)
+      b = tf.concat([b, tf.cast(inputs['depth_b'], tf.float32)], -1)
     # Both frame orders in one batch: [(a, b); (b, a)].
     out = model([tf.concat([a, b], 0), tf.concat([b, a], 0)], training=training)
     rotation = transforms.matrix_to_axis_angle(

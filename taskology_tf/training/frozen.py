@@ -24,6 +24,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from taskology_tf.serving import export as export_lib
+from taskology_tf.tasks import base as task_base
 from taskology_tf.tasks.base import Task
 from taskology_tf.training.peers import PeerSource
 
@@ -188,10 +189,7 @@ class FrozenPeers(PeerSource):
     return tuple(self._tasks)
 
   def _predict_all(self, mediator):
-    return {
-        name: task.predict_mediator(self.models[name], mediator, training=False)
-        for name, task in self._tasks.items()
-    }
+    return task_base.predict_in_order(self._tasks, self.models, mediator, training=False)
 
   def predictions(self, step, mediator):
     del step

@@ -19,6 +19,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 import tf_keras as keras
 
+from taskology_tf.tasks import base as task_base
 from taskology_tf.tasks.base import Task
 
 Predictions = Dict[str, Dict[str, tf.Tensor]]
@@ -118,10 +119,9 @@ class StaleCopyPeers(PeerSource):
     self._version.assign(version)
 
   def _predict_all(self, mediator):
-    return {
-        name: task.predict_mediator(self._copies[name], mediator)
-        for name, task in self._tasks.items()
-    }
+    # Upstream-first: a copy fed another task's predictions gets the other copy's, as one
+    # stale snapshot of both networks answers (tasks/base.predict_in_order).
+    return task_base.predict_in_order(self._tasks, self._copies, mediator)
 
   def predictions(self, step, mediator):
     info = {}

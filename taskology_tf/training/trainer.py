@@ -28,6 +28,7 @@ import tf_keras as keras
 
 from taskology_tf import files
 from taskology_tf.inputs.pipelines import MixingSchedule
+from taskology_tf.tasks import base as task_base
 from taskology_tf.tasks.base import Task
 from taskology_tf.tasks.base import to_float_image
 from taskology_tf.training import summaries
@@ -305,6 +306,14 @@ class Trainer:
               f'relation {r.name!r} needs predictions of task {t!r}, which is not '
               'live here and has no peer source (configure peers for it)'
           )
+    for name in list(self.live) + sorted(peer_names):
+      task = self.setups[name].task if name in self.setups else None
+      for up in getattr(task, 'input_tasks', ()):
+        if up not in self.live and up not in peer_names:
+          raise ValueError(
+              f'task {name!r} takes the predictions of task {up!r} as inputs, which is not '
+              'live here and has no peer source (configure peers for it)'
+          )
 
   # ----------------------------------------------------------------------------------------------
   # One step.
@@ -338,11 +347,17 @@ class Trainer:
     if mediator is None:
       return total, terms
     rel_batch = self._relation_batch(mediator)
-    live_preds = {
-        name: self.setups[name].task.predict_mediator(self.models[name], mediator, training=True)
-        for name in self.live
-    }
     peers = dict(peers or {})
+    # Upstream-first; a task fed another's predictions (input_tasks) gets the peer's version
+    # when that task is a peer here (the one its relation terms see), else the live one, as a
+    # constant either way.
+    live_preds = task_base.predict_in_order(
+        {n: self.setups[n].task for n in self.live},
+        self.models,
+        mediator,
+        training=True,
+        given=peers,
+    )
     for r in self.relations:
       if any(t not in live_preds and t not in peers for t in r.tasks):
         continue  # A peer this relation needs did not answer: skip it this step.
@@ -493,7 +508,9 @@ class Trainer:
         self._counters['mediator'].value.assign_add(1)
         if self.peer_source is not None:
           # Peers answer for exactly this worker's examples, then each replica gets its rows.
-          peers, info = self.peer_source.predictions(step, self._local_batch(mediator))
+          peers, info = self.peer_source.predictions(
+              step, self._with_live_upstream(self._local_batch(mediator))
+          )
           if peers is None:
             logging.log_every_n_seconds(
                 logging.WARNING,
@@ -513,7 +530,9 @@ class Trainer:
           # this step trains (the gRPC peers' prefetch).
           if step + 1 < self.loop.num_steps:
             pending_mediator = next(its['mediator'])
-            self.peer_source.prefetch(step + 1, self._local_batch(pending_mediator))
+            self.peer_source.prefetch(
+                step + 1, self._with_live_upstream(self._local_batch(pending_mediator))
+            )
       if not dedicated and mediator is None:
         self.step.assign_add(1)
         self._after_step(step + 1, {}, info, progress)
@@ -579,11 +598,34 @@ class Trainer:
     if self.loop.eval_every and step % self.loop.eval_every == 0 and step < self.loop.num_steps:
       self.evaluate_and_log(step)
 
+  def _with_live_upstream(self, mediator):
+    """`mediator` plus the live predictions that peer tasks take as inputs (input_tasks).
+
+    A remote peer fed another task's predictions is sent them with the clip; when that task is
+    live here, they are its current predictions. None when no peer needs any.
+    """
+    if mediator is None or self.peer_source is None:
+      return mediator
+    peer_names = set(self.peer_source.task_names)
+    needed = set()
+    for name in peer_names:
+      task = self.setups[name].task if name in self.setups else None
+      needed |= {u for u in getattr(task, 'input_tasks', ()) if u in self.live}
+    needed -= peer_names  # A peer source that has the upstream task feeds it itself.
+    out = mediator
+    for up in sorted(needed):
+      preds = self.setups[up].task.predict_mediator(self.models[up], mediator, training=False)
+      out = task_base.with_upstream(out, up, preds)
+    return out
+
   def _write_images(self, step, mediator):
     images = {'mediator/image': to_float_image(mediator['image'][:, 0])}
+    live = task_base.predict_in_order(
+        {n: self.setups[n].task for n in self.live}, self.models, mediator
+    )
     for name in self.live:
       task = self.setups[name].task
-      outputs = task.predict_mediator(self.models[name], mediator)
+      outputs = live[name]
       first = {k: v[:, 0] for k, v in outputs.items()}
       for k, v in task.image_summaries(first).items():
         images[f'{name}/{k}'] = v

@@ -280,3 +280,32 @@ def test_experiment_for_probe_names_the_flag_and_the_gin_files():
       experiment_for_probe(gin_a, ['Experiment.evaluation_clips = None'], 'depth_task', 'depth')
   finally:
     gin.clear_config()
+
+
+def test_speed_slope_and_correlation():
+  from taskology_tf.metrics import egomotion_errors  # pylint: disable=g-import-not-at-top
+
+  # Forward pairs with |t_gt| = 0.2 ... 1.2 m. A prediction at twice every true speed has
+  # log|t_pred| = log 2 + log|t_gt|: slope 1, correlation 1 (the speed is learnt up to one
+  # scale). One speed (0.9 m) for every pair has slope 0 (and correlation 0: log|t_pred| does
+  # not vary; its centred values are all 0, so the correlation's denominator is 0 -> 0.0).
+  norms = np.arange(1, 7) * 0.2
+  gt_t = np.stack([np.zeros(6), np.zeros(6), norms], -1)
+  eye = np.tile(np.eye(3), (6, 1, 1))
+  doubled = egomotion_errors.summarise(
+      egomotion_errors.compare_egomotion(eye, 2.0 * gt_t, eye, gt_t, eye)
+  )
+  assert doubled['speed_slope'] == pytest.approx(1.0, abs=1e-5)
+  assert doubled['speed_corr'] == pytest.approx(1.0, abs=1e-5)
+  one_speed = egomotion_errors.summarise(
+      egomotion_errors.compare_egomotion(eye, np.tile([0.0, 0.0, 0.9], (6, 1)), eye, gt_t, eye)
+  )
+  assert one_speed['speed_slope'] == pytest.approx(0.0, abs=1e-6)
+  assert one_speed['speed_corr'] == pytest.approx(0.0, abs=1e-3)
+  # Half the log-speed spread: |t_pred| = sqrt(|t_gt|) has slope 0.5 and correlation 1.
+  sqrt = egomotion_errors.summarise(
+      egomotion_errors.compare_egomotion(eye, gt_t / np.sqrt(norms)[:, None], eye, gt_t, eye)
+  )
+  assert sqrt['speed_slope'] == pytest.approx(0.5, abs=1e-5)
+  assert sqrt['speed_corr'] == pytest.approx(1.0, abs=1e-5)
+  assert 'slope of log norm(t_pred) on log norm(t_gt)' in egomotion_errors.markdown(sqrt)

@@ -223,3 +223,24 @@ def test_dfv_forward_prior_option_binds_the_prior_only(tiny_world):
   motion = experiment.config('motion').task
   assert motion.translation_prior == (0.0, 0.0, -0.9)
   assert motion.scale_learning_rate_multiplier == 1.0 and motion.translation_scale_init == 0.01
+
+
+@pytest.mark.parametrize('staleness', [0, 1], ids=['live_peers', 'stale_copies'])
+def test_motion_fed_the_depth_trains_with_live_and_stale_peers(staleness, tiny_world, tmp_path):
+  # DfvMotionTask.depth_input_task: with live peers the motion network is fed the live depth
+  # (a constant), with stale copies the depth copy's (tasks/base.predict_in_order); both train
+  # 2 steps and the motion network has its 4-channel (RGB-D) inputs.
+  trainer, results = _run_in_process(
+      'gin/experiments/synthetic/staleness_dfv.gin',
+      tiny_world,
+      str(tmp_path),
+      extra=[
+          "DfvMotionTask.depth_input_task = 'depth'",
+          f'STALENESS = {staleness}',
+          "DfvMotionTask.encoder_initializer = 'he_normal'",
+      ],
+  )
+  assert int(trainer.step.numpy()) == 2
+  assert trainer.models['motion'].inputs[0].shape[-1] == 4
+  assert results['depth']['abs_rel'] == results['depth']['abs_rel']  # not NaN
+  assert (trainer.peer_source is not None) == bool(staleness)
