@@ -16,6 +16,12 @@ Version choice (`refresh_steps` or `refresh_seconds`, `pin_versions`):
   must export every `refresh_steps` steps (or a divisor of it) and the server must keep those
   versions (models.config version policy).
 
+A peer fed another peer's predictions (Task.input_tasks, e.g. a motion network fed the depth)
+is asked after that peer has answered, with its answer in the request (tasks/base.with_upstream);
+it cannot be prefetched, as its inputs are not known before. When the upstream task is live in
+the trainer instead, the trainer puts its predictions into the mediator batch and the peer is
+prefetched as any other.
+
 Unreachable peers never crash or block the trainer: the step's consistency is skipped (and
 logged as such), and picked up again once the peer answers.
 """
@@ -31,6 +37,7 @@ import tensorflow as tf
 from taskology_tf.serving.client import PeerClient
 from taskology_tf.serving.client import PeerError
 from taskology_tf.serving.client import PrefetchingPeerClient
+from taskology_tf.tasks import base as task_base
 from taskology_tf.tasks.base import Task
 from taskology_tf.training.peers import PeerSource
 
@@ -73,6 +80,8 @@ class GrpcPeers(PeerSource):
     self._clock = clock
     self._refreshed_time: Dict[str, Optional[float]] = {t.name: None for t in tasks}
     self._tasks = {t.name: t for t in tasks}
+    # Upstream peers first (ValueError on a cycle), so each answer can feed the next request.
+    self._order = task_base.upstream_order(self._tasks)
     self.target = target
     self.refresh_steps = refresh_steps
     self.pin_versions = pin_versions
@@ -142,17 +151,31 @@ class GrpcPeers(PeerSource):
     except KeyError:
       pass  # Already in flight for this step.
 
+  def _peer_upstream(self, name, mediator):
+    """The peers here whose answers task `name` takes as inputs and `mediator` lacks."""
+    return [
+        up
+        for up in self._tasks[name].input_tasks
+        if up in self._tasks and not task_base.has_upstream(mediator, up)
+    ]
+
   def prefetch(self, step, mediator):
-    for name in self._tasks:
-      self._submit(name, step, mediator)
+    for name in self._order:
+      if not self._peer_upstream(name, mediator):
+        self._submit(name, step, mediator)
 
   def predictions(self, step, mediator):
     out, info = {}, {}
     shape = mediator['image'].shape
     wait_start = time.monotonic()
-    for name, task in self._tasks.items():
-      if step not in self._prefetch[name].pending():
-        self._submit(name, step, mediator)
+    for name in self._order:
+      task = self._tasks[name]
+      request_batch = mediator
+      upstream = self._peer_upstream(name, mediator)
+      for up in upstream:
+        request_batch = task_base.with_upstream(request_batch, up, out[up])
+      if upstream or step not in self._prefetch[name].pending():
+        self._submit(name, step, request_batch)
       result = None
       deadline = time.monotonic() + self.timeout_seconds
       while result is None:
@@ -167,7 +190,7 @@ class GrpcPeers(PeerSource):
               and time.monotonic() < deadline
           ):
             time.sleep(0.2)
-            self._submit(name, step, mediator)
+            self._submit(name, step, request_batch)
             continue
           self._note_unavailable(name, e)
           return None, {

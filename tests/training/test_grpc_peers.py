@@ -72,7 +72,9 @@ def _local(task, model, weights, version, mediator):
 @pytest.mark.timeout(300)
 def test_pinned_versions_are_exact_and_wait_bounded(served):
   task, model, weights, export, _, address = served
-  peers = GrpcPeers([task], address, refresh_steps=2, pin_versions=True, timeout_seconds=1.5)
+  # Generous waits for the answers that must come (a loaded machine serves slowly); the short
+  # one only where the test wants the trainer to give up.
+  peers = GrpcPeers([task], address, refresh_steps=2, pin_versions=True, timeout_seconds=60)
   mediator = _mediator()
   try:
     # Step 3 -> version floor(3/2)*2 = 2: staleness 1, and the answer is version 2's, exactly.
@@ -85,6 +87,7 @@ def test_pinned_versions_are_exact_and_wait_bounded(served):
     out, info = peers.predictions(5, mediator)
     assert info['peer_version/normals'] == 4.0
     # Version 6 does not exist yet: the trainer waits at most timeout_seconds, then skips.
+    peers.timeout_seconds = 1.5
     out, info = peers.predictions(6, mediator)
     assert out is None and 'normals' in info['reason']
     # Exported while the trainer waits: picked up within the wait.
@@ -116,3 +119,64 @@ def test_unpinned_refresh_period(served):
     assert info['peer_bytes_sent'] > 2 * H * W * 3  # uint8 images went over the wire
   finally:
     peers.close()
+
+
+def _two_model_config(root, names):
+  configs = ''.join(
+      f'config {{ name: "{n}" base_path: "{os.path.join(root, n)}" model_platform: "tensorflow"'
+      ' model_version_policy { all {} } }'
+      for n in names
+  )
+  return text_format.Parse(
+      f'model_config_list {{ {configs} }}', model_server_config_pb2.ModelServerConfig()
+  )
+
+
+@pytest.mark.timeout(300)
+def test_a_peer_fed_another_peer_is_asked_with_its_answer(tmp_path):
+  # Motion fed the depth (DfvMotionTask.depth_input_task), both served: GrpcPeers asks the depth
+  # first and sends its answer with the motion request, so the motion's answer equals the one
+  # computed locally from the same two networks (tasks/base.predict_in_order), although the
+  # tasks are listed downstream-first. The motion request cannot go out before the depth has
+  # answered, so prefetch sends only the depth's.
+  from taskology_tf.tasks import base as task_base  # pylint: disable=g-import-not-at-top
+  from taskology_tf.tasks.dfv_depth import DfvDepthTask  # pylint: disable=g-import-not-at-top
+  from taskology_tf.tasks.dfv_motion import DfvMotionTask  # pylint: disable=g-import-not-at-top
+
+  depth = DfvDepthTask(H, W, filters_scale=0.25)
+  motion = DfvMotionTask(H, W, filters_scale=0.25, depth_input_task='depth')
+  tasks = {'motion': motion, 'depth': depth}
+  models = {n: t.build_network() for n, t in tasks.items()}
+  root = str(tmp_path / 'snapshots')
+  for name, task in tasks.items():
+    export_snapshot(models[name], task.serving_function(models[name]), root, name, 3)
+  server = ModelServer(_two_model_config(root, tasks), poll_wait_seconds=0.1)
+  port = server.start()
+  server.wait_until_version('depth', 3, timeout=60)
+  server.wait_until_version('motion', 3, timeout=60)
+  rng = np.random.default_rng(0)
+  mediator = {
+      'image': tf.constant(rng.integers(0, 255, (1, 3, H, W, 3), dtype=np.uint8)),
+      'intrinsics': tf.eye(3, batch_shape=[1]),
+  }
+  peers = GrpcPeers([motion, depth], f'127.0.0.1:{port}', timeout_seconds=30)
+  try:
+    peers.prefetch(0, mediator)
+    assert peers._prefetch['depth'].pending() == [0]  # pylint: disable=protected-access
+    assert not peers._prefetch['motion'].pending()  # pylint: disable=protected-access
+    out, info = peers.predictions(0, mediator)
+    assert info['peer_version/motion'] == 3.0 and info['peer_version/depth'] == 3.0
+    local = task_base.predict_in_order(tasks, models, mediator)
+    for key in ('translation', 'rotation', 'residual_translation'):
+      np.testing.assert_allclose(
+          out['motion'][key].numpy(), local['motion'][key].numpy(), rtol=1e-4, atol=1e-5
+      )
+    # The depth reached the motion network: fed a doubled depth, its answer differs.
+    doubled = task_base.with_upstream(
+        mediator, 'depth', {'depth': 2.0 * local['depth']['depth']}
+    )
+    other = motion.predict_mediator(models['motion'], doubled)
+    assert np.abs(other['residual_translation'] - local['motion']['residual_translation']).max() > 0
+  finally:
+    peers.close()
+    server.stop(grace=0)
