@@ -172,9 +172,7 @@ def test_a_peer_fed_another_peer_is_asked_with_its_answer(tmp_path):
           out['motion'][key].numpy(), local['motion'][key].numpy(), rtol=1e-4, atol=1e-5
       )
     # The depth reached the motion network: fed a doubled depth, its answer differs.
-    doubled = task_base.with_upstream(
-        mediator, 'depth', {'depth': 2.0 * local['depth']['depth']}
-    )
+    doubled = task_base.with_upstream(mediator, 'depth', {'depth': 2.0 * local['depth']['depth']})
     other = motion.predict_mediator(models['motion'], doubled)
     assert np.abs(other['residual_translation'] - local['motion']['residual_translation']).max() > 0
   finally:
