@@ -8,7 +8,10 @@ not change:
 
 - `ground_truth`: the world's depth;
 - `constant_median`: each frame's median true depth everywhere (the depth network's plateau);
-- `ground_plane`: `dfv.ground_plane_depth` (the motion warm-up's prior).
+- `ground_plane`: `dfv.ground_plane_depth` (the motion warm-up's prior);
+- `network`: a trained run's depth network (`--depth_run_dir`, its experiment's `--gin_file`):
+  does the objective, at the depth the run learnt, ask for the speed its motion network does
+  not learn (`speed_slope` 1), or for one speed (0)?
 
 At the recorded steps it compares the fitted forward ego-motion with the truth
 (`metrics/egomotion_errors.py`: rotation error, translation direction error, |t| ratio). If the
@@ -33,7 +36,7 @@ from absl import flags
 
 import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
 
-DEPTHS = ('ground_truth', 'constant_median', 'ground_plane')
+DEPTHS = ('ground_truth', 'constant_median', 'ground_plane', 'network')
 
 flags.DEFINE_string('domain', 'real', 'sim or real.')
 flags.DEFINE_string('split', 'test', 'TFDS split.')
@@ -41,7 +44,20 @@ flags.DEFINE_integer('height', 48, 'Built config height.')
 flags.DEFINE_integer('width', 64, 'Built config width.')
 flags.DEFINE_string('data_dir', 'data/tensorflow_datasets', 'TFDS data dir.')
 flags.DEFINE_integer('max_clips', 100, 'Clips to fit (all in one batch).')
-flags.DEFINE_list('depths', list(DEPTHS), f'Fixed depths to fit the motion to; of {DEPTHS}.')
+flags.DEFINE_list('depths', list(DEPTHS[:3]), f'Fixed depths to fit the motion to; of {DEPTHS}.')
+flags.DEFINE_string(
+    'depth_run_dir', None, "The run (or checkpoint) whose depth network gives 'network' depth."
+)
+flags.DEFINE_multi_string('gin_file', [], "Gin files of --depth_run_dir's experiment.")
+flags.DEFINE_multi_string('gin_bindings', [], 'Gin bindings applied after the files.')
+flags.DEFINE_string('depth_task', 'depth', "Name of --depth_run_dir's depth task.")
+flags.DEFINE_list(
+    'init_translation_prior',
+    None,
+    'Start every forward translation at these 3 numbers (m, cam_{t+1}_from_cam_t; the backward '
+    'one at their negative), as DfvMotionTask.translation_prior starts the network, instead of '
+    'random directions of norm --init_translation.',
+)
 flags.DEFINE_integer('steps', 400, 'Adam steps per fit.')
 flags.DEFINE_float('learning_rate', 0.01, 'Adam learning rate of the translations (m / step).')
 flags.DEFINE_float(
@@ -71,6 +87,23 @@ def main(argv):
   unknown = sorted(set(FLAGS.depths) - set(DEPTHS))
   if unknown:
     raise ValueError(f'--depths: unknown {unknown}; choose from {DEPTHS}')
+  if ('network' in FLAGS.depths) != bool(FLAGS.depth_run_dir):
+    raise ValueError(
+        '--depths=network needs --depth_run_dir (and its --gin_file), and --depth_run_dir is '
+        f'only read for it; got --depths={FLAGS.depths}, --depth_run_dir={FLAGS.depth_run_dir!r}'
+    )
+  prior = None
+  if FLAGS.init_translation_prior is not None:
+    try:
+      prior = np.array([float(v) for v in FLAGS.init_translation_prior], np.float32)
+    except ValueError as e:
+      raise ValueError(
+          f'--init_translation_prior must be 3 numbers, got {FLAGS.init_translation_prior}'
+      ) from e
+    if prior.shape != (3,):
+      raise ValueError(
+          f'--init_translation_prior must be 3 numbers, got {FLAGS.init_translation_prior}'
+      )
   try:
     record_at = sorted({int(s) for s in FLAGS.record_at})
   except ValueError as e:
@@ -102,10 +135,29 @@ def main(argv):
           [1, num_frames, 1, 1, 1],
       ),
   }
+  if 'network' in FLAGS.depths:
+    from taskology_tf.training import frozen  # pylint: disable=g-import-not-at-top
+    from taskology_tf_tools import experiment_for_probe  # pylint: disable=g-import-not-at-top
+
+    _, depth_task = experiment_for_probe(
+        FLAGS.gin_file, FLAGS.gin_bindings, 'depth_task', FLAGS.depth_task
+    )
+    depth_model, depth_info = frozen.load_frozen_network(depth_task, FLAGS.depth_run_dir)
+    fixed['network'] = depth_task.predict_mediator(depth_model, {'image': b['image']})['depth']
+    if tuple(fixed['network'].shape) != tuple(true_depth.shape):
+      raise ValueError(
+          f'--depth_run_dir={FLAGS.depth_run_dir}: its depth network predicts '
+          f'{tuple(fixed["network"].shape)}, the clips need {tuple(true_depth.shape)} (--height, '
+          "--width and the run's size must agree)"
+      )
+    print(f"network depth: {depth_info['source']} (step {depth_info['step']})", flush=True)
   relation = dfv.DfvConsistency(
       counted_pixel_floor=FLAGS.counted_pixel_floor, occlusion_tolerance=FLAGS.occlusion_tolerance
   )
   init = motion_fit.initial_motion(num_clips, num_frames - 1, FLAGS.init_translation, FLAGS.seed)
+  if prior is not None:
+    init['translation'] = np.broadcast_to(prior, init['translation'].shape).copy()
+    init['translation_backward'] = np.broadcast_to(-prior, init['translation'].shape).copy()
   results = {}
   for name in FLAGS.depths:
     fits = motion_fit.fit_free_motion(
@@ -131,6 +183,7 @@ def main(argv):
           'translation_direction_error_deg_median': s['translation_direction_error_deg_median'],
           'translation_direction_off_30deg': s['translation_direction_off_30deg'],
           'translation_scale_ratio_median': s['translation_scale_ratio_median'],
+          'speed_slope': s['speed_slope'],
       }
       print(name, step, json.dumps(results[name][str(step)]), flush=True)
     # Per pair at the last recorded step: which pairs the fit leaves off, and what they share.
@@ -170,8 +223,8 @@ def main(argv):
       f'Free ego-motion fitted to a fixed depth, {num_clips} clips (`{out["command"]}`).',
       '',
       '| depth | step | loss | rotation error (deg) | direction error, median (deg) | '
-      'pairs off > 30 deg | median norm(t) ratio |',
-      '|---|---|---|---|---|---|---|',
+      'pairs off > 30 deg | median norm(t) ratio | speed slope (1: learnt, 0: one speed) |',
+      '|---|---|---|---|---|---|---|---|',
   ]
   for name, by_step in results.items():
     for step, r in by_step.items():
@@ -181,7 +234,7 @@ def main(argv):
           f"| {name} | {step} | {r['loss']:.4f} | {r['rotation_error_deg']:.2f} "
           f"(truth {r['true_rotation_deg']:.2f}) | {r['translation_direction_error_deg_median']:.1f}"
           f" | {100 * r['translation_direction_off_30deg']:.0f}% | "
-          f"{r['translation_scale_ratio_median']:.3f} |"
+          f"{r['translation_scale_ratio_median']:.3f} | {r['speed_slope']:.3f} |"
       )
   lines += ['', 'Pairs off by > 30 deg at the last step against the rest (means: off / rest):', '']
   for name, by_step in results.items():

@@ -6,6 +6,10 @@ against step for each staleness (PNG) and tabulates the final errors (Markdown +
 Finished runs are reused, so re-running continues where it stopped.
 
   python tools/staleness_study.py --out_dir=runs/staleness --staleness=0,10,100,1000 --seeds=1
+
+Seeds run one after another; to spread them over processes, start one per seed with
+`--first_seed=k --seeds=1` (each writes its own run directories), then run once more with
+`--seeds=N` to tabulate and plot them all.
 """
 
 import json
@@ -25,8 +29,13 @@ flags.DEFINE_string(
     'gin/experiments/synthetic/staleness_depth_egomotion.gin',
     'Experiment with a STALENESS macro.',
 )
+flags.DEFINE_string('out_dir', None, 'Where the runs, the table and the plot go.')
+flags.DEFINE_integer('seeds', 1, 'Seeds per staleness (first_seed .. first_seed + seeds - 1).')
+flags.DEFINE_integer('first_seed', 0, 'The first seed.')
+flags.DEFINE_multi_string('gin_bindings', [], 'Bindings applied to every run.')
 flags.DEFINE_list('staleness', ['0', '10', '100', '1000'], 'Peer refresh periods (steps).')
 flags.DEFINE_string('plot_metric', 'depth/abs_rel', 'TASK/METRIC to plot against step.')
+flags.mark_flag_as_required('out_dir')
 FLAGS = flags.FLAGS
 
 
@@ -74,7 +83,7 @@ def main(argv):
     name = f'staleness_{int(s)}'
     runs = []
     curves[f'staleness {int(s)}'] = []
-    for seed in range(FLAGS.seeds):
+    for seed in range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds):
       run_dir = os.path.join(FLAGS.out_dir, name, f'seed_{seed}')
       runs.append(
           compare_lib.run_config(
