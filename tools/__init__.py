@@ -33,6 +33,25 @@ def run_app(main, module_name):
   app.run(main)
 
 
+def parse_record_at(values, steps: int):
+  """The probes' --record_at: sorted distinct integer steps, each in [0, steps].
+
+  Raises:
+    ValueError: naming --record_at, for a value that is not an integer, one outside [0, steps]
+      (naming --steps), or none at all.
+  """
+  try:
+    record_at = sorted({int(s) for s in values})
+  except ValueError as e:
+    raise ValueError(f'--record_at must be integers, got {values}') from e
+  outside = [s for s in record_at if not 0 <= s <= steps]
+  if outside or not record_at:
+    raise ValueError(
+        f'--record_at: {outside or "none given"}; each must be in [0, --steps={steps}]'
+    )
+  return record_at
+
+
 def experiment_for_probe(gin_files, gin_bindings, task_flag: str, task_name: str):
   """Parses an experiment's gin files for a probe tool and checks what probes need.
 

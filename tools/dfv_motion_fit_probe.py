@@ -104,15 +104,7 @@ def main(argv):
       raise ValueError(
           f'--init_translation_prior must be 3 numbers, got {FLAGS.init_translation_prior}'
       )
-  try:
-    record_at = sorted({int(s) for s in FLAGS.record_at})
-  except ValueError as e:
-    raise ValueError(f'--record_at must be integers, got {FLAGS.record_at}') from e
-  outside = [s for s in record_at if not 0 <= s <= FLAGS.steps]
-  if outside or not record_at:
-    raise ValueError(
-        f'--record_at: {outside or "none given"}; each must be in [0, --steps={FLAGS.steps}]'
-    )
+  record_at = taskology_tf_tools.parse_record_at(FLAGS.record_at, FLAGS.steps)
   if FLAGS.max_clips < 1:
     raise ValueError(f'--max_clips must be >= 1, got {FLAGS.max_clips}')
   b = next(

@@ -309,3 +309,15 @@ def test_speed_slope_and_correlation():
   assert sqrt['speed_slope'] == pytest.approx(0.5, abs=1e-5)
   assert sqrt['speed_corr'] == pytest.approx(1.0, abs=1e-5)
   assert 'slope of log norm(t_pred) on log norm(t_gt)' in egomotion_errors.markdown(sqrt)
+
+
+def test_parse_record_at_sorts_and_names_bad_steps():
+  from taskology_tf_tools import parse_record_at  # pylint: disable=g-import-not-at-top
+
+  assert parse_record_at(['400', '0', '25', '25'], 400) == [0, 25, 400]
+  with pytest.raises(ValueError, match=r'--record_at: \[500\]; each must be in \[0, --steps=400\]'):
+    parse_record_at(['0', '500'], 400)
+  with pytest.raises(ValueError, match='--record_at must be integers'):
+    parse_record_at(['ten'], 400)
+  with pytest.raises(ValueError, match='none given'):
+    parse_record_at([], 400)
