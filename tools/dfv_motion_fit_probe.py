@@ -34,7 +34,7 @@ import sys
 
 from absl import flags
 
-import taskology_tf_tools  # noqa: F401  (quiet TF start-up)
+import taskology_tf_tools  # also quiets the TF start-up
 
 DEPTHS = ('ground_truth', 'constant_median', 'ground_plane', 'network')
 
