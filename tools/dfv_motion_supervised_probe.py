@@ -11,7 +11,8 @@ forward translation on the evaluation clips is compared with the truth:
   is learnt, 0: one speed for every pair; metrics/egomotion_errors.summarise), and
   `speed_corr`, their correlation;
 - `translation_mse`: the mean squared error of the forward translation on the evaluation clips;
-- `prediction_log_std`: the spread of log |t_pred| over pairs (0: one speed).
+- `prediction_log_std`: the spread of log |t_pred| over pairs (0: one speed);
+- `train_mse`: the training batches' mean loss since the previous record.
 
 If the network does not learn the speed from its true value within the steps a run trains, the
 self-supervised objective cannot be what keeps it from learning it (README, "the speed it does
@@ -121,11 +122,15 @@ def main(argv):
   if 0 in record_at:
     records['0'] = evaluate()
     print(0, json.dumps(records['0']), flush=True)
+  losses = []
   for s in range(1, FLAGS.steps + 1):
     batch = next(iterator)
-    step(batch['image'], batch['egomotion'])
+    losses.append(float(step(batch['image'], batch['egomotion'])))
     if s in record_at:
-      records[str(s)] = evaluate()
+      # The training batches' MSE since the last record: falling while the evaluation's does
+      # not means the network fits its training pairs without measuring the speed.
+      records[str(s)] = {**evaluate(), 'train_mse': float(np.mean(losses))}
+      losses = []
       print(s, json.dumps(records[str(s)]), flush=True)
   command = 'python tools/dfv_motion_supervised_probe.py ' + shlex.join(sys.argv[1:])
   out = {'records': records, 'command': command, 'task': task.name}
@@ -134,13 +139,14 @@ def main(argv):
       f'Motion network trained on the true translation (`{command}`).',
       '',
       '| step | speed slope (1: learnt, 0: one speed) | speed corr | translation MSE (m^2) | '
-      'std of log norm(t_pred) (truth) |',
-      '|---|---|---|---|---|',
+      'training MSE since the last row | std of log norm(t_pred) (truth) |',
+      '|---|---|---|---|---|---|',
   ]
   for s, r in records.items():
+    train_mse = f"{r['train_mse']:.4f}" if 'train_mse' in r else '-'
     lines.append(
         f"| {s} | {r['speed_slope']:.3f} | {r['speed_corr']:.3f} | {r['translation_mse']:.4f} "
-        f"| {r['prediction_log_std']:.3f} ({r['true_log_std']:.3f}) |"
+        f"| {train_mse} | {r['prediction_log_std']:.3f} ({r['true_log_std']:.3f}) |"
     )
   text = '\n'.join(lines) + '\n'
   files.write_text_atomic(os.path.splitext(FLAGS.output)[0] + '.md', text)

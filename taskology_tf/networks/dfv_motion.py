@@ -32,6 +32,8 @@ ENCODER_FILTERS = (16, 32, 64, 128, 256, 512, 1024)
 # Learnable output scales start here and are kept at or above the minimum (create_scales).
 SCALE_INIT = 0.01
 SCALE_MINIMUM = 0.001
+# Filters of the correlation branch's shared stem at filters_scale 1 (ours; correlation_displacement).
+CORRELATION_STEM_FILTERS = 64
 
 
 def matrix_from_angles(angles: tf.Tensor) -> tf.Tensor:
@@ -194,6 +196,53 @@ def _intrinsics_head(bottleneck, height: int, width: int, regularizer):
   return keras.layers.Lambda(assemble, name='intrinsics')([foci, offsets])
 
 
+def _correlation_branch(image_a, image_b, displacement, filters_scale, regularizer, initializer):
+  """The cost volume of both frames' shared (siamese) stem features, at half resolution."""
+  (filters,) = dfv_depth.scaled_filters(
+      (CORRELATION_STEM_FILTERS,), filters_scale, 'build_dfv_motion_net'
+  )
+  stem = [
+      _conv(filters, 3, 2, regularizer, 'correlation_stem1', kernel_initializer=initializer),
+      _conv(filters, 3, 1, regularizer, 'correlation_stem2', kernel_initializer=initializer),
+  ]
+
+  def features(image):
+    for layer in stem:
+      image = layer(image)
+    return image
+
+  return keras.layers.Lambda(lambda t: correlation(t[0], t[1], displacement), name='correlation')(
+      [features(image_a), features(image_b)]
+  )
+
+
+def correlation(a: tf.Tensor, b: tf.Tensor, max_displacement: int) -> tf.Tensor:
+  """FlowNetC's correlation (cost volume) of two feature maps, at every displacement.
+
+  out[n, y, x, k] = mean_c a[n, y, x, c] * b[n, y + dy, x + dx, c] for the (2D + 1)^2
+  displacements (dy, dx) in [-D, D]^2, k = (dy + D) * (2D + 1) + (dx + D); b is zero outside
+  the image.
+
+  Args:
+    a, b: [N, H, W, C] float32 feature maps of the same shape.
+    max_displacement: D >= 1, in pixels of the maps.
+
+  Returns:
+    [N, H, W, (2D + 1)^2] float32.
+  """
+  d = int(max_displacement)
+  height, width = a.shape[1], a.shape[2]
+  padded = tf.pad(b, [[0, 0], [d, d], [d, d], [0, 0]])
+  return tf.stack(
+      [
+          tf.reduce_mean(a * padded[:, dy : dy + height, dx : dx + width, :], axis=-1)
+          for dy in range(2 * d + 1)
+          for dx in range(2 * d + 1)
+      ],
+      axis=-1,
+  )
+
+
 def build_dfv_motion_net(
     height: int,
     width: int,
@@ -205,6 +254,7 @@ def build_dfv_motion_net(
     scale_learning_rate_multiplier: float = 1.0,
     channels_per_frame: int = 3,
     encoder_initializer: str = 'glorot_uniform',
+    correlation_displacement: int = 0,
     name: str = 'dfv_motion',
 ) -> keras.Model:
   """Builds the motion-field network.
@@ -233,6 +283,13 @@ def build_dfv_motion_net(
       ReLU layers Glorot's variance halves per layer, so the bottleneck the background motion is
       read from starts ~10x smaller than its input and the translation barely varies between
       pairs (README, "the speed it does not teach"); He's keeps the activations' scale.
+    correlation_displacement: 0 (as published), or D >= 1 (ours): a FlowNetC-style cost volume
+      joins the encoder. Both frames pass through the same two 3x3 ReLU convolutions
+      (CORRELATION_STEM_FILTERS times filters_scale; the first of stride 2), `correlation`
+      matches them at every displacement in [-D, D]^2 (half-resolution pixels), and the
+      (2D + 1)^2 matching scores are stacked onto the first encoder level's features, which the
+      rest of the encoder and the field refinement read. It makes the image motion, and so the
+      speed, an explicit input (README, "the speed it does not teach").
     name: Keras model name.
 
   Returns:
@@ -271,6 +328,11 @@ def build_dfv_motion_net(
         "build_dfv_motion_net: encoder_initializer must be 'glorot_uniform' or 'he_normal', got"
         f' {encoder_initializer!r}'
     )
+  if not isinstance(correlation_displacement, int) or correlation_displacement < 0:
+    raise ValueError(
+        'build_dfv_motion_net: correlation_displacement must be an integer >= 0 (0: as'
+        f' published), got {correlation_displacement!r}'
+    )
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
   image_a = keras.Input(shape=(height, width, channels_per_frame), name='image_a')
   image_b = keras.Input(shape=(height, width, channels_per_frame), name='image_b')
@@ -281,6 +343,20 @@ def build_dfv_motion_net(
       dfv_depth.scaled_filters(ENCODER_FILTERS, filters_scale, 'build_dfv_motion_net')
   ):
     x = _conv(filters, 3, 2, regularizer, f'conv{i + 1}', kernel_initializer=encoder_initializer)(x)
+    if i == 0 and correlation_displacement:
+      x = keras.layers.Concatenate(name='conv1_and_correlation')(
+          [
+              x,
+              _correlation_branch(
+                  image_a,
+                  image_b,
+                  correlation_displacement,
+                  filters_scale,
+                  regularizer,
+                  encoder_initializer,
+              ),
+          ]
+      )
     features.append(x)
   bottleneck = keras.layers.Lambda(
       lambda t: tf.reduce_mean(t, axis=[1, 2], keepdims=True), name='bottleneck'

@@ -54,6 +54,9 @@ class DfvMotionTask(EgomotionTask):
       predictions (tasks/base.with_upstream).
     encoder_initializer: the encoder convolutions' kernel initializer, 'glorot_uniform' (as
       published) or 'he_normal' (ours; networks/dfv_motion.build_dfv_motion_net).
+    correlation_displacement: 0 (as published), or D >= 1 (ours): a cost volume of the two
+      frames' shared stem features at displacements [-D, D]^2 joins the encoder
+      (networks/dfv_motion.build_dfv_motion_net).
     name: task name.
   """
 
@@ -70,6 +73,7 @@ class DfvMotionTask(EgomotionTask):
       translation_prior: Optional[Sequence[float]] = None,
       depth_input_task: Optional[str] = None,
       encoder_initializer: str = 'glorot_uniform',
+      correlation_displacement: int = 0,
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
@@ -104,6 +108,7 @@ class DfvMotionTask(EgomotionTask):
       )
     self.depth_input_task = depth_input_task
     self.encoder_initializer = encoder_initializer
+    self.correlation_displacement = correlation_displacement
 
   @property
   def input_tasks(self):
@@ -170,6 +175,7 @@ class DfvMotionTask(EgomotionTask):
         scale_learning_rate_multiplier=self.scale_learning_rate_multiplier,
         channels_per_frame=4 if self.depth_input_task else 3,
         encoder_initializer=self.encoder_initializer,
+        correlation_displacement=self.correlation_displacement,
         name=f'{self.name}_dfv_motion',
     )
 

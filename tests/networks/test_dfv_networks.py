@@ -338,3 +338,50 @@ def test_decoder_activity_reads_a_silenced_decoder():
   assert dead['iconv1'] == 0.0 and dead['output_spread'] == pytest.approx(0.0, abs=1e-6)
   assert dead['output_mean'] == pytest.approx(np.log(2.0), rel=1e-6)  # softplus(0)
   assert dead['upconv5'] == fresh['upconv5']  # Upstream of the change: untouched.
+
+
+def test_correlation_is_the_channel_mean_product_at_each_displacement():
+  # out[n, y, x, k] = mean_c a[n, y, x, c] * b[n, y + dy, x + dx, c], k = (dy + D)(2D + 1) + dx + D.
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(2, 6, 7, 5)).astype(np.float32)
+  b = rng.normal(size=(2, 6, 7, 5)).astype(np.float32)
+  d = 2
+  out = dfv_motion.correlation(tf.constant(a), tf.constant(b), d).numpy()
+  assert out.shape == (2, 6, 7, 25)
+  for n, y, x, dy, dx in ((1, 2, 3, 1, -2), (0, 5, 6, -2, -1), (1, 0, 0, 0, 0)):
+    k = (dy + d) * (2 * d + 1) + (dx + d)
+    np.testing.assert_allclose(out[n, y, x, k], np.mean(a[n, y, x] * b[n, y + dy, x + dx]), 1e-5)
+  # Outside b the product is zero: at the top-left pixel, every dy < 0 or dx < 0.
+  assert np.all(out[:, 0, 0, : 2 * (2 * d + 1)] == 0)  # dy in (-2, -1)
+  assert np.all(out[:, 0, 0, [k for k in range(25) if k % 5 < 2]] == 0)  # dx in (-2, -1)
+  # b = a shifted by (dy, dx) = (1, 2): at interior pixels the score at that displacement is
+  # mean_c a^2 (> 0), i.e. the cost volume sees the motion.
+  shifted = np.zeros_like(a)
+  shifted[:, 1:, 2:] = a[:, :-1, :-2]
+  out = dfv_motion.correlation(tf.constant(a), tf.constant(shifted), d).numpy()
+  # b[y + 1, x + 2] = a[y, x] for y + 1 < 6, x + 2 < 7.
+  k = (1 + d) * (2 * d + 1) + (2 + d)
+  np.testing.assert_allclose(out[:, :5, :5, k], np.mean(a[:, :5, :5] ** 2, -1), rtol=1e-5)
+
+
+def test_correlation_branch_joins_the_first_encoder_level():
+  tf_keras.utils.set_random_seed(0)
+  net = dfv_motion.build_dfv_motion_net(
+      16, 24, filters_scale=0.125, correlation_displacement=3, weight_reg=0.0
+  )
+  # conv1 (16 * 0.125 = 2 filters) and 7^2 = 49 matching scores, at half resolution.
+  assert net.get_layer('correlation').output.shape[1:] == (8, 12, 49)
+  assert net.get_layer('conv1_and_correlation').output.shape[1:] == (8, 12, 2 + 49)
+  # One stem for both frames (siamese): each stem layer is called twice, shares its weights.
+  assert len(net.get_layer('correlation_stem1')._inbound_nodes) == 2
+  rng = np.random.default_rng(1)
+  a = rng.uniform(0, 1, (2, 16, 24, 3)).astype(np.float32)
+  out = net([a, np.roll(a, 1, axis=2)])
+  assert out['translation'].shape == (2, 3) and out['residual_translation'].shape == (2, 16, 24, 3)
+  xla = tf.function(net, jit_compile=True)([a, np.roll(a, 1, axis=2)])
+  np.testing.assert_allclose(out['translation'], xla['translation'], rtol=1e-4, atol=1e-6)
+  plain = dfv_motion.build_dfv_motion_net(16, 24, filters_scale=0.125, weight_reg=0.0)
+  assert 'correlation' not in [layer.name for layer in plain.layers]  # 0: as published.
+  for bad in (-1, 1.5):
+    with pytest.raises(ValueError, match='correlation_displacement must be an integer >= 0'):
+      dfv_motion.build_dfv_motion_net(16, 24, correlation_displacement=bad)

@@ -26,12 +26,12 @@ def test_trains_on_the_true_translation_and_reports_the_speed(tiny_world, tmp_pa
       'dfv_motion_supervised_probe',
       [f'--gin_file={f}' for f in files]
       + [f'--gin_bindings={b}' for b in bindings]
-      + ['--steps=3', '--record_at=0,3', '--max_clips=2', f'--output={out}'],
+      + ['--steps=3', '--record_at=0,1,3', '--max_clips=2', f'--output={out}'],
       timeout=900,  # Generous: a loaded machine starts TF and traces slowly.
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = json.load(open(out))['records']
-  assert sorted(records) == ['0', '3']
+  assert sorted(records) == ['0', '1', '3']
   # Step 0 is the seeded initialisation, before any update: the same network built here with
   # the same seed (the first thing the tool builds after seeding) scores the same MSE against
   # the true forward translation of the evaluation clips. Its translation is the prior plus
@@ -44,6 +44,15 @@ def test_trains_on_the_true_translation_and_reports_the_speed(tiny_world, tmp_pa
     keras.utils.set_random_seed(0)
     model = task.build_network()
     clips = list(experiment.evaluation_clips().take(2).batch(10))
+    # The tool's first training batch: the same pipeline under the same seeds.
+    first_batch = next(
+        iter(
+            experiment.mediator_clips()
+            .repeat()
+            .shuffle(256, seed=0)
+            .batch(experiment.mediator_batch_size, drop_remainder=True)
+        )
+    )
   finally:
     gin.clear_config()
   errors = []
@@ -54,6 +63,13 @@ def test_trains_on_the_true_translation_and_reports_the_speed(tiny_world, tmp_pa
   assert records['0']['translation_mse'] == pytest.approx(expected, rel=1e-4)
   assert records['0']['prediction_log_std'] < 1e-3
   assert records['3']['translation_mse'] != records['0']['translation_mse']  # it trained
+  # Row 1's training MSE is step 1's loss: the initial network on the first training batch.
+  pred = task.predict_mediator(model, {'image': first_batch['image']}, training=True)
+  first_loss = np.mean(
+      np.square(pred['translation'].numpy() - first_batch['egomotion'][..., :3, 3].numpy())
+  )
+  assert records['1']['train_mse'] == pytest.approx(float(first_loss), rel=1e-4)
+  assert 'train_mse' not in records['0'] and records['3']['train_mse'] > 0
   assert '| 3 |' in open(os.path.splitext(out)[0] + '.md').read()
   bad = run_tool(
       'dfv_motion_supervised_probe',

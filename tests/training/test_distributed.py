@@ -132,10 +132,17 @@ def test_sigkilled_trainer_resumes_same_step_and_optimizer_state(tiny_world, tmp
       f"--gin_bindings=DistributedConfig.snapshot_root='{tmp_path}/snapshots'",
   ]
   proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+
+  # Wait on the manager's state file, not on `ckpt-6.index`: the index is written before the
+  # state file names it, so a kill between the two leaves ckpt-3 as the latest.
+  def latest_step():
+    latest = tf.train.latest_checkpoint(f'{run_dir}/checkpoints')
+    return int(latest.rsplit('-', 1)[1]) if latest else 0
+
   deadline = time.monotonic() + 240
   try:
     while time.monotonic() < deadline:
-      if glob.glob(f'{run_dir}/checkpoints/ckpt-6.index'):
+      if latest_step() >= 6:
         break
       assert proc.poll() is None, 'trainer exited early'
       time.sleep(0.5)
