@@ -255,6 +255,7 @@ def build_dfv_motion_net(
     channels_per_frame: int = 3,
     encoder_initializer: str = 'glorot_uniform',
     correlation_displacement: int = 0,
+    encoder_filters=None,
     name: str = 'dfv_motion',
 ) -> keras.Model:
   """Builds the motion-field network.
@@ -290,6 +291,11 @@ def build_dfv_motion_net(
       (2D + 1)^2 matching scores are stacked onto the first encoder level's features, which the
       rest of the encoder and the field refinement read. It makes the image motion, and so the
       speed, an explicit input (README, "the speed it does not teach").
+    encoder_filters: None (the published ENCODER_FILTERS times filters_scale), or the seven
+      encoder convolutions' filter counts themselves (ours; filters_scale then sizes only the
+      correlation stem). At a quarter of the published widths the first two levels have 4 and
+      8 filters, too few to match textures between the frames: the network then cannot learn
+      the speed even from its true value (README, "the speed it does not teach").
     name: Keras model name.
 
   Returns:
@@ -333,15 +339,26 @@ def build_dfv_motion_net(
         'build_dfv_motion_net: correlation_displacement must be an integer >= 0 (0: as'
         f' published), got {correlation_displacement!r}'
     )
+  if encoder_filters is None:
+    encoder_filters = dfv_depth.scaled_filters(
+        ENCODER_FILTERS, filters_scale, 'build_dfv_motion_net'
+    )
+  else:
+    encoder_filters = tuple(encoder_filters)
+    if len(encoder_filters) != len(ENCODER_FILTERS) or not all(
+        isinstance(f, int) and f >= 1 for f in encoder_filters
+    ):
+      raise ValueError(
+          f'build_dfv_motion_net: encoder_filters must be {len(ENCODER_FILTERS)} integers >= 1'
+          f' (one per encoder level), got {encoder_filters!r}'
+      )
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
   image_a = keras.Input(shape=(height, width, channels_per_frame), name='image_a')
   image_b = keras.Input(shape=(height, width, channels_per_frame), name='image_b')
   images = keras.layers.Concatenate(name='pair')([image_a, image_b])
   features = []
   x = images
-  for i, filters in enumerate(
-      dfv_depth.scaled_filters(ENCODER_FILTERS, filters_scale, 'build_dfv_motion_net')
-  ):
+  for i, filters in enumerate(encoder_filters):
     x = _conv(filters, 3, 2, regularizer, f'conv{i + 1}', kernel_initializer=encoder_initializer)(x)
     if i == 0 and correlation_displacement:
       x = keras.layers.Concatenate(name='conv1_and_correlation')(

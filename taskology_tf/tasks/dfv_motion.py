@@ -57,6 +57,8 @@ class DfvMotionTask(EgomotionTask):
     correlation_displacement: 0 (as published), or D >= 1 (ours): a cost volume of the two
       frames' shared stem features at displacements [-D, D]^2 joins the encoder
       (networks/dfv_motion.build_dfv_motion_net).
+    encoder_filters: None (the published widths times filters_scale), or the seven encoder
+      levels' filter counts (ours; networks/dfv_motion.build_dfv_motion_net).
     name: task name.
   """
 
@@ -74,6 +76,7 @@ class DfvMotionTask(EgomotionTask):
       depth_input_task: Optional[str] = None,
       encoder_initializer: str = 'glorot_uniform',
       correlation_displacement: int = 0,
+      encoder_filters: Optional[Sequence[int]] = None,
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
@@ -109,6 +112,7 @@ class DfvMotionTask(EgomotionTask):
     self.depth_input_task = depth_input_task
     self.encoder_initializer = encoder_initializer
     self.correlation_displacement = correlation_displacement
+    self.encoder_filters = tuple(encoder_filters) if encoder_filters is not None else None
 
   @property
   def input_tasks(self):
@@ -176,6 +180,7 @@ class DfvMotionTask(EgomotionTask):
         channels_per_frame=4 if self.depth_input_task else 3,
         encoder_initializer=self.encoder_initializer,
         correlation_displacement=self.correlation_displacement,
+        encoder_filters=self.encoder_filters,
         name=f'{self.name}_dfv_motion',
     )
 

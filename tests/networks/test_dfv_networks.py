@@ -286,6 +286,17 @@ def test_filters_scale_shrinks_every_layer_and_defaults_to_the_published_widths(
   assert [motion.get_layer(f'conv{i}').filters for i in range(1, 8)] == [2, 4, 8, 16, 32, 64, 128]
   out = motion([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])
   assert out['residual_translation'].shape == (1, 32, 32, 3)
+  # encoder_filters gives the seven levels' widths itself; filters_scale no longer shrinks them.
+  wide = (32, 64, 128, 128, 256, 256, 256)
+  motion = dfv_motion.build_dfv_motion_net(32, 32, filters_scale=0.125, encoder_filters=wide)
+  assert tuple(motion.get_layer(f'conv{i}').filters for i in range(1, 8)) == wide
+  # The field refinement follows each level's width (max(4, C) per tower).
+  assert motion.get_layer('refine1_conv').filters == 32
+  out = motion([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])
+  assert out['translation'].shape == (1, 3)
+  for bad in ((32, 64), (32, 64, 128, 128, 256, 256, 0), (32.0,) * 7):
+    with pytest.raises(ValueError, match='encoder_filters must be 7 integers >= 1'):
+      dfv_motion.build_dfv_motion_net(32, 32, encoder_filters=bad)
 
 
 def test_decoder_leaky_slope_keeps_a_silenced_decoder_trainable():

@@ -225,6 +225,33 @@ def test_dfv_forward_prior_option_binds_the_prior_only(tiny_world):
   assert motion.scale_learning_rate_multiplier == 1.0 and motion.translation_scale_init == 0.01
 
 
+def test_dfv_motion_wide_encoder_option_sets_the_seven_widths(tiny_world):
+  # gin/options/dfv_motion_wide_encoder.gin after Table 1 A (and tiny.gin's filters_scale
+  # 0.125): the motion encoder has the option's widths, not 0.125 x the published ones.
+  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
+
+  gin.clear_config()
+  try:
+    experiment_lib.parse_gin(
+        [
+            'gin/experiments/synthetic/table1_a.gin',
+            'gin/options/dfv_motion_wide_encoder.gin',
+            'gin/tests/tiny.gin',
+        ],
+        [f"DATA_DIR = '{tiny_world}'"],
+        search_dirs=[REPO_ROOT],
+    )
+    experiment = experiment_lib.Experiment()
+  finally:
+    gin.clear_config()
+  motion = experiment.config('motion').task
+  wide = (32, 64, 128, 128, 256, 256, 256)
+  assert motion.encoder_filters == wide and motion.filters_scale == 0.125
+  net = motion.build_network()
+  assert tuple(net.get_layer(f'conv{i}').filters for i in range(1, 8)) == wide
+  assert motion.translation_prior is None  # the option binds the widths only
+
+
 @pytest.mark.parametrize('staleness', [0, 1], ids=['live_peers', 'stale_copies'])
 def test_motion_fed_the_depth_trains_with_live_and_stale_peers(staleness, tiny_world, tmp_path):
   # DfvMotionTask.depth_input_task: with live peers the motion network is fed the live depth
