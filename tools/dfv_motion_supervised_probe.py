@@ -41,6 +41,14 @@ flags.DEFINE_integer('steps', 1000, 'Adam steps on the true translation.')
 flags.DEFINE_list('record_at', ['0', '250', '500', '1000'], 'Steps at which to evaluate.')
 flags.DEFINE_integer('max_clips', 100, 'Evaluation clips.')
 flags.DEFINE_integer('seed', 0, 'Seed of the initialisation and the data order.')
+flags.DEFINE_list(
+    'plain_cnn_filters',
+    [],
+    "A reference network instead of the experiment's: the stacked pair through these 3x3 "
+    'stride-2 ReLU convolutions (He-normal), a global mean and a dense layer to the translation '
+    "(plus the task's translation_prior). Same data, loss and optimiser: tells the network "
+    'from the pipeline.',
+)
 flags.DEFINE_string('output', None, 'Write the results as JSON here (and .md beside it).')
 flags.mark_flag_as_required('output')
 FLAGS = flags.FLAGS
@@ -55,6 +63,9 @@ def main(argv):
   from taskology_tf.metrics import egomotion_errors  # pylint: disable=g-import-not-at-top
 
   record_at = taskology_tf_tools.parse_record_at(FLAGS.record_at, FLAGS.steps)
+  plain_filters = [int(f) for f in FLAGS.plain_cnn_filters]
+  if any(f < 1 for f in plain_filters):
+    raise ValueError(f'--plain_cnn_filters must be integers >= 1, got {plain_filters}')
   if FLAGS.max_clips < 1:
     raise ValueError(f'--max_clips must be >= 1, got {FLAGS.max_clips}')
   experiment, task = experiment_for_probe(
@@ -72,7 +83,11 @@ def main(argv):
           '"egomotion"; probe on synthetic-world clips'
       )
   keras.utils.set_random_seed(FLAGS.seed)
-  model = task.build_network()  # First after seeding: the initialisation depends on the seed only.
+  # First after seeding: the initialisation depends on the seed only.
+  if FLAGS.plain_cnn_filters:
+    model = _plain_cnn(task, plain_filters)
+  else:
+    model = task.build_network()
   train = (
       experiment.mediator_clips()
       .repeat()
@@ -83,6 +98,13 @@ def main(argv):
   optimizer = experiment.config(FLAGS.motion_task).optimizer()
 
   def forward_translation(image, training):
+    if FLAGS.plain_cnn_filters:
+      pairs = task.serving_inputs({'image': image})
+      a, b = (tf.cast(pairs[k], tf.float32) / 255.0 for k in ('image_a', 'image_b'))
+      t = model([a, b], training=training)
+      if task.translation_prior is not None:
+        t = t + tf.constant(task.translation_prior, tf.float32)
+      return tf.reshape(t, [tf.shape(image)[0], -1, 3])
     return task.predict_mediator(model, {'image': image}, training=training)['translation']
 
   @tf.function
@@ -152,6 +174,19 @@ def main(argv):
   files.write_text_atomic(os.path.splitext(FLAGS.output)[0] + '.md', text)
   print(text)
   return 0
+
+
+def _plain_cnn(task, filters):
+  """The reference regressor of --plain_cnn_filters: (image_a, image_b) -> translation [B, 3]."""
+  import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
+  a = keras.Input((task.height, task.width, 3), name='image_a')
+  b = keras.Input((task.height, task.width, 3), name='image_b')
+  x = keras.layers.Concatenate()([a, b])
+  for f in filters:
+    x = keras.layers.Conv2D(f, 3, 2, 'same', activation='relu', kernel_initializer='he_normal')(x)
+  x = keras.layers.GlobalAveragePooling2D()(x)
+  return keras.Model([a, b], keras.layers.Dense(3)(x), name='plain_cnn')
 
 
 def run():

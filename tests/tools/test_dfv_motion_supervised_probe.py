@@ -79,3 +79,28 @@ def test_trains_on_the_true_translation_and_reports_the_speed(tiny_world, tmp_pa
       timeout=900,
   )
   assert bad.returncode != 0 and '--record_at: [5]' in bad.stderr
+
+
+@pytest.mark.timeout(1800)
+def test_plain_cnn_reference_trains_on_the_same_pipeline(tiny_world, tmp_path):
+  # --plain_cnn_filters swaps the DfVitW network for a plain regressor (He-normal convolutions,
+  # a dense head with bias): its initial translations already vary between pairs, unlike the
+  # DfVitW network's (0.01 output scale, ~0 spread; the test above).
+  files = [GIN, 'gin/options/dfv_forward_prior.gin', 'gin/tests/tiny.gin']
+  out = str(tmp_path / 'plain.json')
+  args = [f'--gin_file={f}' for f in files] + [f"--gin_bindings=DATA_DIR = '{tiny_world}'"]
+  proc = run_tool(
+      'dfv_motion_supervised_probe',
+      args + ['--plain_cnn_filters=4,8', '--steps=2', '--record_at=0,2', f'--output={out}'],
+      timeout=900,
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = json.load(open(out))['records']
+  assert records['0']['prediction_log_std'] > 1e-3
+  assert np.isfinite(records['2']['train_mse'])
+  bad = run_tool(
+      'dfv_motion_supervised_probe',
+      args + ['--plain_cnn_filters=4,0', '--steps=2', '--record_at=0,2', f'--output={out}'],
+      timeout=900,
+  )
+  assert bad.returncode != 0 and '--plain_cnn_filters must be integers >= 1' in bad.stderr
