@@ -12,7 +12,8 @@ forward translation on the evaluation clips is compared with the truth:
   `speed_corr`, their correlation;
 - `translation_mse`: the mean squared error of the forward translation on the evaluation clips;
 - `prediction_log_std`: the spread of log |t_pred| over pairs (0: one speed);
-- `train_mse`: the training batches' mean loss since the previous record.
+- `train_mse`: the training batches' mean loss since the previous record;
+- `scale/rotation`, `scale/translation`: the DfVitW network's learnt output scales.
 
 If the network does not learn the speed from its true value within the steps a run trains, the
 self-supervised objective cannot be what keeps it from learning it (README, "the speed it does
@@ -131,7 +132,11 @@ def main(argv):
         egomotion_errors.compare_egomotion(eye, pred, eye, true, eye)
     )
     norms = np.linalg.norm(pred, axis=-1)
+    # The DfVitW network's learnt output scales (scale/rotation, scale/translation): a
+    # translation scale pressed to its floor (0.001) leaves the network one speed.
+    scales = {} if FLAGS.plain_cnn_filters else task.scalar_summaries(model)
     return {
+        **scales,
         'speed_slope': summary['speed_slope'],
         'speed_corr': summary['speed_corr'],
         'translation_mse': float(np.mean(np.square(pred - true))),
@@ -161,14 +166,15 @@ def main(argv):
       f'Motion network trained on the true translation (`{command}`).',
       '',
       '| step | speed slope (1: learnt, 0: one speed) | speed corr | translation MSE (m^2) | '
-      'training MSE since the last row | std of log norm(t_pred) (truth) |',
-      '|---|---|---|---|---|---|',
+      'training MSE since the last row | std of log norm(t_pred) (truth) | translation scale |',
+      '|---|---|---|---|---|---|---|',
   ]
   for s, r in records.items():
     train_mse = f"{r['train_mse']:.4f}" if 'train_mse' in r else '-'
+    scale = f"{r['scale/translation']:.4f}" if 'scale/translation' in r else '-'
     lines.append(
         f"| {s} | {r['speed_slope']:.3f} | {r['speed_corr']:.3f} | {r['translation_mse']:.4f} "
-        f"| {train_mse} | {r['prediction_log_std']:.3f} ({r['true_log_std']:.3f}) |"
+        f"| {train_mse} | {r['prediction_log_std']:.3f} ({r['true_log_std']:.3f}) | {scale} |"
     )
   text = '\n'.join(lines) + '\n'
   files.write_text_atomic(os.path.splitext(FLAGS.output)[0] + '.md', text)

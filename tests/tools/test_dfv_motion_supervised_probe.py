@@ -62,6 +62,7 @@ def test_trains_on_the_true_translation_and_reports_the_speed(tiny_world, tmp_pa
   expected = float(np.mean(np.square(np.concatenate(errors))))
   assert records['0']['translation_mse'] == pytest.approx(expected, rel=1e-4)
   assert records['0']['prediction_log_std'] < 1e-3
+  assert records['0']['scale/translation'] == pytest.approx(0.01)  # the published init
   assert records['3']['translation_mse'] != records['0']['translation_mse']  # it trained
   # Row 1's training MSE is step 1's loss: the initial network on the first training batch.
   pred = task.predict_mediator(model, {'image': first_batch['image']}, training=True)
@@ -97,6 +98,7 @@ def test_plain_cnn_reference_trains_on_the_same_pipeline(tiny_world, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = json.load(open(out))['records']
   assert records['0']['prediction_log_std'] > 1e-3
+  assert 'scale/translation' not in records['0']  # no DfVitW scales in the plain network
   assert np.isfinite(records['2']['train_mse'])
   bad = run_tool(
       'dfv_motion_supervised_probe',
