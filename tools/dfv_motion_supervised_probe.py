@@ -62,9 +62,15 @@ def main(argv):
   import tf_keras as keras  # pylint: disable=g-import-not-at-top
 
   from taskology_tf.metrics import egomotion_errors  # pylint: disable=g-import-not-at-top
+  from taskology_tf.tasks.base import to_float_image  # pylint: disable=g-import-not-at-top
 
   record_at = taskology_tf_tools.parse_record_at(FLAGS.record_at, FLAGS.steps)
-  plain_filters = [int(f) for f in FLAGS.plain_cnn_filters]
+  try:
+    plain_filters = [int(f) for f in FLAGS.plain_cnn_filters]
+  except ValueError as e:
+    raise ValueError(
+        f'--plain_cnn_filters must be integers >= 1, got {FLAGS.plain_cnn_filters}'
+    ) from e
   if any(f < 1 for f in plain_filters):
     raise ValueError(f'--plain_cnn_filters must be integers >= 1, got {plain_filters}')
   if FLAGS.max_clips < 1:
@@ -101,7 +107,7 @@ def main(argv):
   def forward_translation(image, training):
     if FLAGS.plain_cnn_filters:
       pairs = task.serving_inputs({'image': image})
-      a, b = (tf.cast(pairs[k], tf.float32) / 255.0 for k in ('image_a', 'image_b'))
+      a, b = (to_float_image(pairs[k]) for k in ('image_a', 'image_b'))
       t = model([a, b], training=training)
       if task.translation_prior is not None:
         t = t + tf.constant(task.translation_prior, tf.float32)
@@ -152,11 +158,11 @@ def main(argv):
   losses = []
   for s in range(1, FLAGS.steps + 1):
     batch = next(iterator)
-    losses.append(float(step(batch['image'], batch['egomotion'])))
+    losses.append(step(batch['image'], batch['egomotion']))
     if s in record_at:
       # The training batches' MSE since the last record: falling while the evaluation's does
       # not means the network fits its training pairs without measuring the speed.
-      records[str(s)] = {**evaluate(), 'train_mse': float(np.mean(losses))}
+      records[str(s)] = {**evaluate(), 'train_mse': float(tf.reduce_mean(tf.stack(losses)))}
       losses = []
       print(s, json.dumps(records[str(s)]), flush=True)
   command = 'python tools/dfv_motion_supervised_probe.py ' + shlex.join(sys.argv[1:])

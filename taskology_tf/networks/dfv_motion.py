@@ -344,13 +344,14 @@ def build_dfv_motion_net(
         ENCODER_FILTERS, filters_scale, 'build_dfv_motion_net'
     )
   else:
-    encoder_filters = tuple(encoder_filters)
+    given = encoder_filters
+    encoder_filters = tuple(given) if isinstance(given, (list, tuple)) else ()
     if len(encoder_filters) != len(ENCODER_FILTERS) or not all(
         isinstance(f, int) and f >= 1 for f in encoder_filters
     ):
       raise ValueError(
           f'build_dfv_motion_net: encoder_filters must be {len(ENCODER_FILTERS)} integers >= 1'
-          f' (one per encoder level), got {encoder_filters!r}'
+          f' (one per encoder level), got {given!r}'
       )
   regularizer = keras.regularizers.L2(weight_reg / 2.0) if weight_reg else None
   image_a = keras.Input(shape=(height, width, channels_per_frame), name='image_a')

@@ -112,7 +112,8 @@ class DfvMotionTask(EgomotionTask):
     self.depth_input_task = depth_input_task
     self.encoder_initializer = encoder_initializer
     self.correlation_displacement = correlation_displacement
-    self.encoder_filters = tuple(encoder_filters) if encoder_filters is not None else None
+    # As given (gin passes tuples); build_dfv_motion_net checks it and names a bad value.
+    self.encoder_filters = encoder_filters
 
   @property
   def input_tasks(self):

@@ -294,7 +294,7 @@ def test_filters_scale_shrinks_every_layer_and_defaults_to_the_published_widths(
   assert motion.get_layer('refine1_conv').filters == 32
   out = motion([tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3])])
   assert out['translation'].shape == (1, 3)
-  for bad in ((32, 64), (32, 64, 128, 128, 256, 256, 0), (32.0,) * 7):
+  for bad in ((32, 64), (32, 64, 128, 128, 256, 256, 0), (32.0,) * 7, 32):
     with pytest.raises(ValueError, match='encoder_filters must be 7 integers >= 1'):
       dfv_motion.build_dfv_motion_net(32, 32, encoder_filters=bad)
 

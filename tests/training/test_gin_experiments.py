@@ -194,25 +194,26 @@ def test_evaluate_tool_scores_a_trained_run(tiny_world, tmp_path):
   assert missing.returncode != 0 and 'nothing' in missing.stderr
 
 
-def test_dfv_fast_start_option_rebinds_only_its_two_knobs(tiny_world):
-  # gin/options/dfv_fast_start.gin after Table 1 A: the depth decoder is leaky (0.1) and the
-  # motion scales learn 10x faster; everything else is A's (published 0.01 scale inits).
+def _table1_a_with_option(option_file, data_dir):
+  """The Experiment of Table 1 A + `option_file` + tiny.gin (parsed only, nothing built)."""
   from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
 
   gin.clear_config()
   try:
     experiment_lib.parse_gin(
-        [
-            'gin/experiments/synthetic/table1_a.gin',
-            'gin/options/dfv_fast_start.gin',
-            'gin/tests/tiny.gin',
-        ],
-        [f"DATA_DIR = '{tiny_world}'"],
+        ['gin/experiments/synthetic/table1_a.gin', option_file, 'gin/tests/tiny.gin'],
+        [f"DATA_DIR = '{data_dir}'"],
         search_dirs=[REPO_ROOT],
     )
-    experiment = experiment_lib.Experiment()
+    return experiment_lib.Experiment()
   finally:
     gin.clear_config()
+
+
+def test_dfv_fast_start_option_rebinds_only_its_two_knobs(tiny_world):
+  # gin/options/dfv_fast_start.gin after Table 1 A: the depth decoder is leaky (0.1) and the
+  # motion scales learn 10x faster; everything else is A's (published 0.01 scale inits).
+  experiment = _table1_a_with_option('gin/options/dfv_fast_start.gin', tiny_world)
   depth = experiment.config('depth').task
   motion = experiment.config('motion').task
   assert depth.decoder_leaky_slope == 0.1
@@ -226,22 +227,7 @@ def test_dfv_fast_start_option_rebinds_only_its_two_knobs(tiny_world):
 def test_dfv_forward_prior_option_binds_the_prior_only(tiny_world):
   # gin/options/dfv_forward_prior.gin after Table 1 A: the motion task gets the forward prior
   # (0, 0, -0.9) m; its scales keep A's published values.
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
-
-  gin.clear_config()
-  try:
-    experiment_lib.parse_gin(
-        [
-            'gin/experiments/synthetic/table1_a.gin',
-            'gin/options/dfv_forward_prior.gin',
-            'gin/tests/tiny.gin',
-        ],
-        [f"DATA_DIR = '{tiny_world}'"],
-        search_dirs=[REPO_ROOT],
-    )
-    experiment = experiment_lib.Experiment()
-  finally:
-    gin.clear_config()
+  experiment = _table1_a_with_option('gin/options/dfv_forward_prior.gin', tiny_world)
   motion = experiment.config('motion').task
   assert motion.translation_prior == (0.0, 0.0, -0.9)
   assert motion.scale_learning_rate_multiplier == 1.0 and motion.translation_scale_init == 0.01
@@ -250,22 +236,7 @@ def test_dfv_forward_prior_option_binds_the_prior_only(tiny_world):
 def test_dfv_motion_wide_encoder_option_sets_the_seven_widths(tiny_world):
   # gin/options/dfv_motion_wide_encoder.gin after Table 1 A (and tiny.gin's filters_scale
   # 0.125): the motion encoder has the option's widths, not 0.125 x the published ones.
-  from taskology_tf.training import experiment as experiment_lib  # pylint: disable=g-import-not-at-top
-
-  gin.clear_config()
-  try:
-    experiment_lib.parse_gin(
-        [
-            'gin/experiments/synthetic/table1_a.gin',
-            'gin/options/dfv_motion_wide_encoder.gin',
-            'gin/tests/tiny.gin',
-        ],
-        [f"DATA_DIR = '{tiny_world}'"],
-        search_dirs=[REPO_ROOT],
-    )
-    experiment = experiment_lib.Experiment()
-  finally:
-    gin.clear_config()
+  experiment = _table1_a_with_option('gin/options/dfv_motion_wide_encoder.gin', tiny_world)
   motion = experiment.config('motion').task
   wide = (32, 64, 128, 128, 256, 256, 256)
   assert motion.encoder_filters == wide and motion.filters_scale == 0.125
