@@ -826,7 +826,9 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
 
   def __call__(self, predictions, batch):
     """See `base.Relation.__call__`. Metrics: each unweighted term summed over pairs and
-    directions, and 'closer_fraction' (mean fraction of pixels counted); with a motion warm-up
+    directions, 'closer_fraction' (mean fraction of pixels counted), 'inside_fraction' (mean
+    fraction of pixels warped into the other frame at a positive depth), 'translation_norm'
+    (mean |translation| of the per-pixel motion, metres) and 'depth_mean'; with a motion warm-up
     also 'motion_warmup' (1 inside it) and 'warmup_prior_loss' (the motion's loss against the
     prior; 0 after the warm-up)."""
     motion = self._motion(predictions, batch)
@@ -857,10 +859,14 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
     directions = self.pair_directions(depth, motion, image, masks)
     sums = {k: tf.constant(0.0) for k in self.weights}
     closer_fraction = tf.constant(0.0)
+    inside_fraction = tf.constant(0.0)
+    translation_norm = tf.constant(0.0)
     for d in directions:
       pixels, moved_depth, valid = transform_depth_map(
           d['depth1'], d['rotation1'], d['field1'], intrinsics
       )
+      inside_fraction += 0.5 * tf.reduce_mean(valid)
+      translation_norm += 0.5 * tf.reduce_mean(tf.norm(d['field1'], axis=-1))
       terms = rgbd_consistency_loss(
           pixels,
           moved_depth,
@@ -886,6 +892,11 @@ class DfvConsistency(base.Relation, _MovableMaskMixin):
     loss = tf.add_n([self.weights[k] * v for k, v in sums.items()])
     metrics = dict(sums)
     metrics['closer_fraction'] = closer_fraction
+    # Diagnostics of the trivial minimum (closer_fraction 0): do the warped points leave the
+    # frame (inside_fraction), the motion grow (translation_norm) or the depth drift (depth_mean)?
+    metrics['inside_fraction'] = inside_fraction
+    metrics['translation_norm'] = translation_norm
+    metrics['depth_mean'] = tf.reduce_mean(depth)
     return loss, metrics
 
 

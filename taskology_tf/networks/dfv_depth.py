@@ -22,7 +22,8 @@ Variable names: every encoder layer is named after the reference's TF1 scope wit
 checkpoint in the reference's naming ('conv2_1/conv_1/kernel', 'conv2_1/bn_1/gamma', ...).
 """
 
-from typing import Dict, List, Tuple
+import math
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -263,6 +264,7 @@ def build_dfv_depth_net(
     noise_rampup_steps: int = 10000,
     filters_scale: float = 1.0,
     decoder_leaky_slope: float = 0.0,
+    initial_depth: Optional[float] = None,
     name: str = 'dfv_depth',
 ) -> keras.Model:
   """Builds the ResNet-18 U-Net depth network.
@@ -283,6 +285,11 @@ def build_dfv_depth_net(
       network can reach a constant depth by silencing its last decoder layers (every unit
       negative: softplus(bias) everywhere), from which no gradient brings them back; README,
       "Why the depth waits", measures that plateau and this fix.
+    initial_depth: None (published: the head's bias starts at 0, so the depth starts near
+      softplus(0) = ln 2 = 0.69 m), or d > 0 metres (ours): the bias starts at
+      softplus^-1(d) = ln(e^d - 1), so the depth starts near d. A self-supervised depth that
+      starts closer than the camera moves in one frame puts every forward-warped point behind
+      the camera (README, "The collapse").
     name: Keras model name.
 
   Returns:
@@ -292,11 +299,22 @@ def build_dfv_depth_net(
     norms read their noise ramp from, through `noise_step_reference` (a StepReference whose
     `variable` a trainer may replace by its own step variable before the first trace).
   """
+  head_bias_initializer = 'zeros'
+  if initial_depth is not None:
+    if not (isinstance(initial_depth, (int, float)) and initial_depth > 0):
+      raise ValueError(
+          f'build_dfv_depth_net: initial_depth must be None or > 0 (metres), got {initial_depth!r}'
+      )
+    # softplus^-1(d) = ln(e^d - 1), computed as d + ln(1 - e^-d) so it stays finite for large d.
+    head_bias_initializer = keras.initializers.Constant(
+        initial_depth + math.log(-math.expm1(-initial_depth))
+    )
   return build_resnet18_unet(
       height,
       width,
       head_channels=1,
       head_activation='softplus',
+      head_bias_initializer=head_bias_initializer,
       head_name='disp1',
       weight_reg=weight_reg,
       reflect_padding=reflect_padding,

@@ -151,7 +151,7 @@ def _conv(
   )
 
 
-def _refine_motion_field(field, layer, regularizer, name):
+def _refine_motion_field(field, layer, regularizer, name, head_initializer='glorot_uniform'):
   """Upsamples `field` to `layer`'s size and adds a residual from two conv towers."""
   height, width = layer.shape[1], layer.shape[2]
   channels = max(4, layer.shape[-1])
@@ -164,7 +164,14 @@ def _refine_motion_field(field, layer, regularizer, name):
   tower2 = _conv(channels, 3, 1, regularizer, f'{name}_conv_b')(tower2)
   x = keras.layers.Concatenate(name=f'{name}_towers')([tower1, tower2])
   delta = _conv(
-      field.shape[-1], 1, 1, regularizer, f'{name}_bottleneck', activation=None, use_bias=False
+      field.shape[-1],
+      1,
+      1,
+      regularizer,
+      f'{name}_bottleneck',
+      activation=None,
+      use_bias=False,
+      kernel_initializer=head_initializer,
   )(x)
   return keras.layers.Add(name=f'{name}_residual')([up, delta])
 
@@ -256,6 +263,7 @@ def build_dfv_motion_net(
     encoder_initializer: str = 'glorot_uniform',
     correlation_displacement: int = 0,
     encoder_filters=None,
+    head_initializer: str = 'glorot_uniform',
     name: str = 'dfv_motion',
 ) -> keras.Model:
   """Builds the motion-field network.
@@ -296,6 +304,13 @@ def build_dfv_motion_net(
       correlation stem). At a quarter of the published widths the first two levels have 4 and
       8 filters, too few to match textures between the frames: the network then cannot learn
       the speed even from its true value (README, "the speed it does not teach").
+    head_initializer: kernel initializer of the motion heads, the 1x1 background-motion
+      convolution and the eight refinement levels' 1x1 residual convolutions: 'glorot_uniform'
+      (as published) or 'zeros' (ours). With zeros every motion output starts at exactly 0 (the
+      task's translation prior, if any) whatever the output scales, so larger scales or He
+      kernels upstream no longer start the training from a random, metre-sized motion; the
+      gradient reaches those kernels at once (their inputs are not zero), and the layers below
+      them from the second step on.
     name: Keras model name.
 
   Returns:
@@ -333,6 +348,11 @@ def build_dfv_motion_net(
     raise ValueError(
         "build_dfv_motion_net: encoder_initializer must be 'glorot_uniform' or 'he_normal', got"
         f' {encoder_initializer!r}'
+    )
+  if head_initializer not in ('glorot_uniform', 'zeros'):
+    raise ValueError(
+        "build_dfv_motion_net: head_initializer must be 'glorot_uniform' or 'zeros', got"
+        f' {head_initializer!r}'
     )
   if not isinstance(correlation_displacement, int) or correlation_displacement < 0:
     raise ValueError(
@@ -379,15 +399,22 @@ def build_dfv_motion_net(
   bottleneck = keras.layers.Lambda(
       lambda t: tf.reduce_mean(t, axis=[1, 2], keepdims=True), name='bottleneck'
   )(x)
-  background = _conv(6, 1, 1, regularizer, 'background_motion', activation=None, use_bias=False)(
-      bottleneck
-  )
+  background = _conv(
+      6,
+      1,
+      1,
+      regularizer,
+      'background_motion',
+      activation=None,
+      use_bias=False,
+      kernel_initializer=head_initializer,
+  )(bottleneck)
   rotation = keras.layers.Lambda(lambda t: t[:, 0, 0, :3], name='raw_rotation')(background)
   translation = keras.layers.Lambda(lambda t: t[:, :, :, 3:], name='raw_translation')(background)
   field = translation
   for i, layer in reversed(list(enumerate(features))):
-    field = _refine_motion_field(field, layer, regularizer, f'refine{i + 1}')
-  field = _refine_motion_field(field, images, regularizer, 'refine0')
+    field = _refine_motion_field(field, layer, regularizer, f'refine{i + 1}', head_initializer)
+  field = _refine_motion_field(field, images, regularizer, 'refine0', head_initializer)
   rotation, translation, field = _Scales(
       rotation_init=rotation_scale_init,
       translation_init=translation_scale_init,

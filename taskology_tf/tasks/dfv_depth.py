@@ -1,5 +1,6 @@
 """Monocular depth with the Depth from Videos in the Wild network (Gordon et al., ICCV 2019)."""
 
+import functools
 from typing import Optional
 
 from taskology_tf.networks import dfv_depth
@@ -118,6 +119,8 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
       networks/dfv_depth.build_dfv_depth_net says why).
     max_depth, min_depth, loss, median_scaling: as `DepthTask` (min_depth 0: the published
       softplus without a floor).
+    initial_depth: None (published: the depth starts near softplus(0) = 0.69 m), or the depth
+      in metres it starts near (ours; networks/dfv_depth.build_dfv_depth_net).
     name: task name.
   """
 
@@ -139,6 +142,7 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
       min_depth: float = 0.0,
       loss: str = 'log_l1',
       median_scaling: bool = False,
+      initial_depth: Optional[float] = None,
       name: str = 'depth',
   ):
     super().__init__(
@@ -151,6 +155,7 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
         name=name,
     )
     self.flip_at_test = flip_at_test
+    self.initial_depth = initial_depth
     self._init_network_knobs(
         weight_reg,
         reflect_padding,
@@ -164,7 +169,10 @@ class DfvDepthTask(DfvNetworkMixin, DepthTask):
     )
 
   def build_network(self):
-    return self._build_resnet_unet(dfv_depth.build_dfv_depth_net, 'dfv_resnet18')
+    return self._build_resnet_unet(
+        functools.partial(dfv_depth.build_dfv_depth_net, initial_depth=self.initial_depth),
+        'dfv_resnet18',
+    )
 
   def call(self, model, inputs, training=False):
     depth = self._forward(model, inputs, training, dfv_depth.flip_min_depth)

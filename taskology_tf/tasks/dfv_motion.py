@@ -59,6 +59,9 @@ class DfvMotionTask(EgomotionTask):
       (networks/dfv_motion.build_dfv_motion_net).
     encoder_filters: None (the published widths times filters_scale), or the seven encoder
       levels' filter counts (ours; networks/dfv_motion.build_dfv_motion_net).
+    head_initializer: the motion heads' kernel initializer, 'glorot_uniform' (as published) or
+      'zeros' (ours: the motion starts at exactly the translation prior, or 0;
+      networks/dfv_motion.build_dfv_motion_net).
     name: task name.
   """
 
@@ -77,6 +80,7 @@ class DfvMotionTask(EgomotionTask):
       encoder_initializer: str = 'glorot_uniform',
       correlation_displacement: int = 0,
       encoder_filters: Optional[Sequence[int]] = None,
+      head_initializer: str = 'glorot_uniform',
       name: str = 'motion',
   ):
     super().__init__(height, width, name=name)
@@ -114,6 +118,7 @@ class DfvMotionTask(EgomotionTask):
     self.correlation_displacement = correlation_displacement
     # As given (gin passes tuples); build_dfv_motion_net checks it and names a bad value.
     self.encoder_filters = encoder_filters
+    self.head_initializer = head_initializer
 
   @property
   def input_tasks(self):
@@ -182,6 +187,7 @@ class DfvMotionTask(EgomotionTask):
         encoder_initializer=self.encoder_initializer,
         correlation_displacement=self.correlation_displacement,
         encoder_filters=self.encoder_filters,
+        head_initializer=self.head_initializer,
         name=f'{self.name}_dfv_motion',
     )
 

@@ -251,6 +251,11 @@ def test_relation_consistent_clip_and_stale_peer_equals_live():
   assert float(metrics['rgb_error']) == pytest.approx(0.0, abs=1e-5)
   assert float(metrics['rotation_error']) == pytest.approx(0.0, abs=1e-6)
   assert float(metrics['translation_error']) == pytest.approx(0.0, abs=1e-6)
+  # Diagnostics: a 2-pixel shift moves 2 of the 10 columns out of the frame in each direction;
+  # the field is the 0.4 m background translation everywhere; the depth is 4 m.
+  assert float(metrics['inside_fraction']) == pytest.approx((W - 2) / W)
+  assert float(metrics['translation_norm']) == pytest.approx(0.4)
+  assert float(metrics['depth_mean']) == pytest.approx(4.0)
   grad = tape.gradient(live_loss, live_depth)
   assert grad is not None and np.all(np.isfinite(grad.numpy()))
   # A stale peer's depth (a constant) gives exactly the same loss.

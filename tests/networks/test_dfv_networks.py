@@ -396,3 +396,59 @@ def test_correlation_branch_joins_the_first_encoder_level():
   for bad in (-1, 1.5):
     with pytest.raises(ValueError, match='correlation_displacement must be an integer >= 0'):
       dfv_motion.build_dfv_motion_net(16, 24, correlation_displacement=bad)
+
+
+def test_zero_heads_start_every_motion_output_at_zero_and_still_learn():
+  # head_initializer='zeros': the background head and the eight refinement levels' residual
+  # convolutions are zero, so translation = 0 * scale and the field = sum of upsampled zeros
+  # plus zero residuals = 0, whatever the scales (1 here) or the other kernels. Rotation
+  # angles are 0 too: R = I. One SGD step on a loss that wants translation_z = 1 moves the
+  # background kernel (dL/dW = bottleneck features x dL/dt, nonzero) and so the translation.
+  tf_keras.utils.set_random_seed(2)
+  net = dfv_motion.build_dfv_motion_net(
+      H,
+      W,
+      filters_scale=0.25,
+      translation_scale_init=1.0,
+      encoder_initializer='he_normal',
+      head_initializer='zeros',
+  )
+  names = ['background_motion'] + [f'refine{i}_bottleneck' for i in range(8)]
+  for name in names:
+    assert not np.any(net.get_layer(name).get_weights()[0]), name
+  a = tf.random.uniform([2, H, W, 3], seed=3)
+  b = tf.random.uniform([2, H, W, 3], seed=4)
+  out = net([a, b])
+  for key in ('rotation_angles', 'translation', 'residual_translation'):
+    np.testing.assert_array_equal(out[key].numpy(), 0.0)
+  optimizer = tf_keras.optimizers.SGD(0.1)
+  with tf.GradientTape() as tape:
+    loss = tf.reduce_sum((net([a, b])['translation'][:, 2] - 1.0) ** 2)
+  grads = tape.gradient(loss, net.trainable_variables)
+  optimizer.apply_gradients(zip(grads, net.trainable_variables))
+  assert np.any(net.get_layer('background_motion').get_weights()[0])
+  moved = net([a, b])['translation'].numpy()[:, 2]
+  assert np.all(moved > 0), moved  # Towards 1: the gradient step lowered the loss.
+  # The published default is Glorot: nonzero heads.
+  plain = dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25)
+  assert np.any(plain.get_layer('background_motion').get_weights()[0])
+  with pytest.raises(ValueError, match="head_initializer must be 'glorot_uniform' or 'zeros'"):
+    dfv_motion.build_dfv_motion_net(H, W, filters_scale=0.25, head_initializer='ones')
+
+
+def test_initial_depth_sets_the_head_bias_to_the_inverse_softplus():
+  # softplus(b) = ln(1 + e^b) = d  <=>  b = ln(e^d - 1): d = 10 m gives b = 10 + ln(1 - e^-10)
+  # = 9.9999546. With the head's kernel zeroed the depth is softplus(b) = 10 m everywhere.
+  tf_keras.utils.set_random_seed(0)
+  net = dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125, initial_depth=10.0)
+  head = net.get_layer('disp1')
+  kernel, bias = head.get_weights()
+  np.testing.assert_allclose(bias, np.log(np.expm1(10.0)), rtol=1e-6)
+  head.set_weights([np.zeros_like(kernel), bias])
+  np.testing.assert_allclose(net(tf.random.uniform([1, H, W, 3])).numpy(), 10.0, rtol=1e-5)
+  # Published: a zero bias, depth ln 2 with a zero kernel.
+  plain = dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125)
+  assert not np.any(plain.get_layer('disp1').get_weights()[1])
+  for bad in (0.0, -1.0, 'far'):
+    with pytest.raises(ValueError, match='initial_depth must be None or > 0'):
+      dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125, initial_depth=bad)

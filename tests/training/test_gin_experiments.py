@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import gin
+import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
@@ -243,6 +244,22 @@ def test_dfv_motion_wide_encoder_option_sets_the_seven_widths(tiny_world):
   net = motion.build_network()
   assert tuple(net.get_layer(f'conv{i}').filters for i in range(1, 8)) == wide
   assert motion.translation_prior is None  # the option binds the widths only
+
+
+def test_dfv_zero_heads_and_initial_depth_options_bind_their_knob_only(tiny_world):
+  # gin/options/dfv_motion_zero_heads.gin: the built motion network's background head is zero
+  # (the motion starts at the prior); gin/options/dfv_initial_depth.gin: the depth head's bias
+  # is softplus^-1(10) = ln(e^10 - 1). Each leaves the other network as published.
+  experiment = _table1_a_with_option('gin/options/dfv_motion_zero_heads.gin', tiny_world)
+  motion, depth = experiment.config('motion').task, experiment.config('depth').task
+  assert motion.head_initializer == 'zeros' and depth.initial_depth is None
+  kernel = motion.build_network().get_layer('background_motion').get_weights()[0]
+  assert kernel.size and not np.any(kernel)
+  experiment = _table1_a_with_option('gin/options/dfv_initial_depth.gin', tiny_world)
+  motion, depth = experiment.config('motion').task, experiment.config('depth').task
+  assert depth.initial_depth == 10.0 and motion.head_initializer == 'glorot_uniform'
+  bias = depth.build_network().get_layer('disp1').get_weights()[1]
+  np.testing.assert_allclose(bias, np.log(np.expm1(10.0)), rtol=1e-6)
 
 
 @pytest.mark.parametrize('staleness', [0, 1], ids=['live_peers', 'stale_copies'])
