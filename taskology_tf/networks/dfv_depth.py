@@ -289,7 +289,8 @@ def build_dfv_depth_net(
       softplus(0) = ln 2 = 0.69 m), or d > 0 metres (ours): the bias starts at
       softplus^-1(d) = ln(e^d - 1), so the depth starts near d. A self-supervised depth that
       starts closer than the camera moves in one frame puts every forward-warped point behind
-      the camera (README, "The collapse").
+      the camera (README, "The collapse"); one that starts far keeps low-texture regions far
+      (README, "A starting depth removes the collapse, and costs the ground").
     name: Keras model name.
 
   Returns:
