@@ -302,9 +302,14 @@ def build_dfv_depth_net(
   """
   head_bias_initializer = 'zeros'
   if initial_depth is not None:
-    if not (isinstance(initial_depth, (int, float)) and initial_depth > 0):
+    if not (
+        isinstance(initial_depth, (int, float))
+        and not isinstance(initial_depth, bool)
+        and 0 < initial_depth < math.inf
+    ):
       raise ValueError(
-          f'build_dfv_depth_net: initial_depth must be None or > 0 (metres), got {initial_depth!r}'
+          'build_dfv_depth_net: initial_depth must be None or a finite number > 0 (metres), got'
+          f' {initial_depth!r}'
       )
     # softplus^-1(d) = ln(e^d - 1), computed as d + ln(1 - e^-d) so it stays finite for large d.
     head_bias_initializer = keras.initializers.Constant(

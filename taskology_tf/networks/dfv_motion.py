@@ -151,7 +151,7 @@ def _conv(
   )
 
 
-def _refine_motion_field(field, layer, regularizer, name, head_initializer='glorot_uniform'):
+def _refine_motion_field(field, layer, regularizer, name, head_initializer):
   """Upsamples `field` to `layer`'s size and adds a residual from two conv towers."""
   height, width = layer.shape[1], layer.shape[2]
   channels = max(4, layer.shape[-1])

@@ -449,6 +449,6 @@ def test_initial_depth_sets_the_head_bias_to_the_inverse_softplus():
   # Published: a zero bias, depth ln 2 with a zero kernel.
   plain = dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125)
   assert not np.any(plain.get_layer('disp1').get_weights()[1])
-  for bad in (0.0, -1.0, 'far'):
-    with pytest.raises(ValueError, match='initial_depth must be None or > 0'):
+  for bad in (0.0, -1.0, 'far', float('inf'), float('nan'), True):
+    with pytest.raises(ValueError, match='initial_depth must be None or a finite number > 0'):
       dfv_depth.build_dfv_depth_net(H, W, filters_scale=0.125, initial_depth=bad)
